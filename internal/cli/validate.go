@@ -1,0 +1,34 @@
+package cli
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/imds/imds/internal/config"
+	"github.com/imds/imds/internal/fleet"
+)
+
+func newValidateCmd() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "validate --config FILE",
+		Short: "Check a configuration file with the loader serve uses",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := config.Load(path)
+			if err != nil {
+				return &exitError{ExitInvalid, err}
+			}
+			if _, err := fleet.FromConfig(c, time.Now()); err != nil {
+				return &exitError{ExitInvalid, err}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d instances, %d roles: valid\n", path, len(c.Instances), len(c.Roles))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&path, "config", "", "the file to check")
+	cmd.MarkFlagRequired("config")
+	return cmd
+}

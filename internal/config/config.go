@@ -1,0 +1,541 @@
+// Package config loads and validates the declarative YAML configuration of imds:
+// the instances it serves, the roles they use and the server's own settings.
+//
+// Loading follows one path for `imds serve` and `imds validate`: defaults, then
+// the file (unknown keys rejected), then Validate. Every error names the key, the
+// value and the line it came from.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole declarative configuration.
+type Config struct {
+	// DefaultInstance, when set, serves callers that match no instance address.
+	// Meant for a laptop or CI job with a single instance; leave it empty on a
+	// host that serves a fleet, so an unknown caller is refused.
+	DefaultInstance string `yaml:"default-instance"`
+	// IPv6Disabled says what the IPv6 endpoint does for an instance whose
+	// http-protocol-ipv6 is disabled: "drop" closes the connection without an
+	// answer (on EC2 the address is not routed at all), "forbidden" answers 403.
+	IPv6Disabled string           `yaml:"ipv6-disabled-response"`
+	Instances    []Instance       `yaml:"instances"`
+	Roles        map[string]*Role `yaml:"roles"`
+
+	// lines maps a key path ("instances[0].metadata-options.http-tokens") to its
+	// line in the file, so that Validate can name it.
+	lines map[string]int
+}
+
+// Instance is one instance as the operator describes it. Unset fields are
+// derived (see Instance fields in package metadata) or absent from the tree.
+type Instance struct {
+	InstanceID         string             `yaml:"instance-id"`
+	Addresses          []string           `yaml:"addresses"`
+	AccountID          string             `yaml:"account-id"`
+	AMIID              string             `yaml:"ami-id"`
+	AMILaunchIndex     int                `yaml:"ami-launch-index"`
+	InstanceType       string             `yaml:"instance-type"`
+	Architecture       string             `yaml:"architecture"`
+	AvailabilityZone   string             `yaml:"availability-zone"`
+	AvailabilityZoneID string             `yaml:"availability-zone-id"`
+	Region             string             `yaml:"region"`
+	LocalIPv4          string             `yaml:"local-ipv4"`
+	PublicIPv4         string             `yaml:"public-ipv4"`
+	IPv6               string             `yaml:"ipv6"`
+	MAC                string             `yaml:"mac"`
+	Hostname           string             `yaml:"hostname"`
+	PublicHostname     string             `yaml:"public-hostname"`
+	ReservationID      string             `yaml:"reservation-id"`
+	InterfaceID        string             `yaml:"interface-id"`
+	SubnetID           string             `yaml:"subnet-id"`
+	SubnetCIDR         string             `yaml:"subnet-ipv4-cidr-block"`
+	VPCID              string             `yaml:"vpc-id"`
+	VPCCIDR            string             `yaml:"vpc-ipv4-cidr-block"`
+	SecurityGroups     []string           `yaml:"security-groups"`
+	SecurityGroupIDs   []string           `yaml:"security-group-ids"`
+	PublicKeys         OrderedMap         `yaml:"public-keys"`
+	UserData           *string            `yaml:"user-data"`
+	UserDataBase64     string             `yaml:"user-data-base64"`
+	Tags               OrderedMap         `yaml:"tags"`
+	IAMRole            string             `yaml:"iam-role"`
+	InstanceProfile    string             `yaml:"instance-profile"`
+	LifeCycle          string             `yaml:"instance-life-cycle"`
+	LaunchTime         string             `yaml:"launch-time"`
+	Spot               *SpotAction        `yaml:"spot"`
+	Rebalance          string             `yaml:"rebalance-notice-time"`
+	Events             []MaintenanceEvent `yaml:"maintenance-events"`
+	MetadataOptions    MetadataOptions    `yaml:"metadata-options"`
+}
+
+// MetadataOptions are EC2's instance metadata options, with the AWS CLI's
+// spelling. Empty fields take EC2's built-in defaults.
+type MetadataOptions struct {
+	HTTPTokens              string `yaml:"http-tokens"`
+	HTTPPutResponseHopLimit int    `yaml:"http-put-response-hop-limit"`
+	HTTPEndpoint            string `yaml:"http-endpoint"`
+	HTTPProtocolIPv6        string `yaml:"http-protocol-ipv6"`
+	InstanceMetadataTags    string `yaml:"instance-metadata-tags"`
+}
+
+// SpotAction is a pending Spot interruption: served at spot/instance-action and
+// (for terminate) spot/termination-time.
+type SpotAction struct {
+	Action string `yaml:"action"` // hibernate | stop | terminate
+	Time   string `yaml:"time"`   // RFC 3339
+}
+
+// MaintenanceEvent is one scheduled event, served in events/maintenance/.
+type MaintenanceEvent struct {
+	Code        string `yaml:"code"`
+	Description string `yaml:"description"`
+	EventID     string `yaml:"event-id"`
+	NotBefore   string `yaml:"not-before"` // RFC 3339
+	NotAfter    string `yaml:"not-after"`  // RFC 3339
+	State       string `yaml:"state"`      // active | canceled | completed
+}
+
+// Role is a role credential source. Exactly one source is set.
+type Role struct {
+	Static *StaticSource `yaml:"static"`
+	// InstanceProfileID is served in iam/info; derived from the role name if empty.
+	InstanceProfileID string `yaml:"instance-profile-id"`
+}
+
+// StaticSource serves fixed keys: the simplest source, for development and for
+// keys managed elsewhere.
+type StaticSource struct {
+	AccessKeyID     string `yaml:"access-key-id"`
+	SecretAccessKey string `yaml:"secret-access-key"`
+	SessionToken    string `yaml:"session-token"`
+}
+
+// OrderedMap is a YAML mapping of strings that keeps the file's order.
+type OrderedMap []KeyValue
+
+// KeyValue is one entry of an OrderedMap.
+type KeyValue struct{ Key, Value string }
+
+// UnmarshalYAML reads a mapping of scalars, keeping its order.
+func (m *OrderedMap) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: want a mapping of names to strings", n.Line)
+	}
+	*m = (*m)[:0]
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode || v.Kind != yaml.ScalarNode {
+			return fmt.Errorf("line %d: want a string value for %q", k.Line, k.Value)
+		}
+		*m = append(*m, KeyValue{k.Value, v.Value})
+	}
+	return nil
+}
+
+// Get returns the value for key.
+func (m OrderedMap) Get(key string) (string, bool) {
+	for _, kv := range m {
+		if kv.Key == key {
+			return kv.Value, true
+		}
+	}
+	return "", false
+}
+
+// Error is one problem found in a configuration.
+type Error struct {
+	Line  int    // 0 when unknown
+	Key   string // e.g. instances[0].metadata-options.http-tokens
+	Value string
+	Msg   string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	if e.Line > 0 {
+		fmt.Fprintf(&b, "line %d: ", e.Line)
+	}
+	b.WriteString(e.Key)
+	if e.Value != "" {
+		fmt.Fprintf(&b, " %q", e.Value)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors is every problem found; Validate reports them all at once.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	s := make([]string, len(es))
+	for i, e := range es {
+		s[i] = e.Error()
+	}
+	return strings.Join(s, "\n")
+}
+
+// Load reads and validates the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s:\n%w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes and validates YAML. Unknown keys are errors.
+func Parse(data []byte) (*Config, error) {
+	c := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err == nil {
+		c.lines = map[string]int{}
+		indexLines(&root, "", c.lines)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Demo is the configuration `imds serve` uses without --config: one instance that
+// answers every caller, so that a developer can point an SDK at it at once.
+func Demo() *Config {
+	ud := "#!/bin/bash\necho \"hello from imds\"\n"
+	c := &Config{
+		DefaultInstance: "i-0123456789abcdef0",
+		Instances: []Instance{{
+			InstanceID:       "i-0123456789abcdef0",
+			AccountID:        "123456789012",
+			AMIID:            "ami-0123456789abcdef0",
+			InstanceType:     "t3.micro",
+			AvailabilityZone: "us-east-1a",
+			LocalIPv4:        "10.0.0.10",
+			MAC:              "0e:00:00:00:00:01",
+			SecurityGroups:   []string{"default"},
+			UserData:         &ud,
+			Tags:             OrderedMap{{"Name", "imds-demo"}},
+			IAMRole:          "imds-demo-role",
+			MetadataOptions:  MetadataOptions{InstanceMetadataTags: "enabled"},
+		}},
+		Roles: map[string]*Role{
+			// The documented AWS example keys: they sign requests but no AWS
+			// account accepts them.
+			"imds-demo-role": {Static: &StaticSource{
+				AccessKeyID:     "AKIAIOSFODNN7EXAMPLE",
+				SecretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+			}},
+		},
+	}
+	if err := c.Validate(); err != nil {
+		panic("demo config is invalid: " + err.Error())
+	}
+	return c
+}
+
+func indexLines(n *yaml.Node, prefix string, out map[string]int) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			indexLines(c, prefix, out)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := prefix + n.Content[i].Value
+			out[k] = n.Content[i].Line
+			indexLines(n.Content[i+1], k+".", out)
+		}
+	case yaml.SequenceNode:
+		p := strings.TrimSuffix(prefix, ".")
+		for i, c := range n.Content {
+			k := fmt.Sprintf("%s[%d]", p, i)
+			out[k] = c.Line
+			indexLines(c, k+".", out)
+		}
+	}
+}
+
+var (
+	instanceIDRe = regexp.MustCompile(`^i-[0-9a-f]{8}([0-9a-f]{9})?$`)
+	accountIDRe  = regexp.MustCompile(`^[0-9]{12}$`)
+	amiIDRe      = regexp.MustCompile(`^ami-[0-9a-f]{8}([0-9a-f]{9})?$`)
+	azRe         = regexp.MustCompile(`^([a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]+)[a-z]$`)
+	regionRe     = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]+$`)
+	macRe        = regexp.MustCompile(`^[0-9a-f]{2}(:[0-9a-f]{2}){5}$`)
+	roleNameRe   = regexp.MustCompile(`^[\w+=,.@-]{1,64}$`)
+	// EC2 refuses these tag keys when tags are exposed in instance metadata.
+	metadataTagKeyRe = regexp.MustCompile(`^[a-zA-Z0-9+\-=.,_:@]{1,128}$`)
+)
+
+// Validate checks every field and reports every problem it finds.
+func (c *Config) Validate() error {
+	v := &validator{lines: c.lines}
+	switch c.IPv6Disabled {
+	case "":
+		c.IPv6Disabled = "drop"
+	case "drop", "forbidden":
+	default:
+		v.add("ipv6-disabled-response", c.IPv6Disabled, "want drop or forbidden")
+	}
+	if len(c.Instances) == 0 {
+		v.add("instances", "", "at least one instance is needed")
+	}
+	ids := map[string]int{}
+	addrs := map[netip.Addr]string{}
+	for i := range c.Instances {
+		in := &c.Instances[i]
+		p := fmt.Sprintf("instances[%d]", i)
+		v.instance(p, in)
+		if in.InstanceID != "" {
+			if j, dup := ids[in.InstanceID]; dup {
+				v.add(p+".instance-id", in.InstanceID, fmt.Sprintf("duplicate: instances[%d] has the same id", j))
+			}
+			ids[in.InstanceID] = i
+		}
+		for j, a := range in.Addresses {
+			ap, err := netip.ParseAddr(a)
+			if err != nil {
+				continue // reported by v.instance
+			}
+			ap = ap.Unmap()
+			if other, dup := addrs[ap]; dup {
+				v.add(fmt.Sprintf("%s.addresses[%d]", p, j), a, "already an address of "+other)
+			}
+			addrs[ap] = in.InstanceID
+		}
+		if in.IAMRole != "" {
+			if _, ok := c.Roles[in.IAMRole]; !ok {
+				v.add(p+".iam-role", in.IAMRole, "no such role under roles")
+			}
+		}
+	}
+	if c.DefaultInstance != "" {
+		if _, ok := ids[c.DefaultInstance]; !ok {
+			v.add("default-instance", c.DefaultInstance, "no instance has this id")
+		}
+	}
+	for name, r := range c.Roles {
+		p := "roles." + name
+		if !roleNameRe.MatchString(name) {
+			v.add(p, name, "a role name has 1 to 64 characters from [A-Za-z0-9+=,.@_-]")
+		}
+		if r == nil || r.Static == nil {
+			v.add(p, "", "a source is needed (static)")
+			continue
+		}
+		if r.Static.AccessKeyID == "" {
+			v.add(p+".static.access-key-id", "", "required")
+		}
+		if r.Static.SecretAccessKey == "" {
+			v.add(p+".static.secret-access-key", "", "required")
+		}
+	}
+	if len(v.errs) > 0 {
+		slices.SortStableFunc(v.errs, func(a, b *Error) int { return a.Line - b.Line })
+		return v.errs
+	}
+	return nil
+}
+
+type validator struct {
+	lines map[string]int
+	errs  Errors
+}
+
+func (v *validator) add(key, value, msg string) {
+	v.errs = append(v.errs, &Error{Line: v.line(key), Key: key, Value: value, Msg: msg})
+}
+
+// line finds the line of key, or of its nearest parent that has one.
+func (v *validator) line(key string) int {
+	for k := key; k != ""; {
+		if l, ok := v.lines[k]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(k, ".[")
+		if i < 0 {
+			break
+		}
+		k = k[:i]
+	}
+	return 0
+}
+
+func (v *validator) oneOf(key, value string, allowed ...string) {
+	if value != "" && !slices.Contains(allowed, value) {
+		v.add(key, value, "want one of "+strings.Join(allowed, ", "))
+	}
+}
+
+func (v *validator) match(key, value string, re *regexp.Regexp, what string) {
+	if value != "" && !re.MatchString(value) {
+		v.add(key, value, "not "+what)
+	}
+}
+
+func (v *validator) addr(key, value string, want4 bool) {
+	if value == "" {
+		return
+	}
+	a, err := netip.ParseAddr(value)
+	switch {
+	case err != nil:
+		v.add(key, value, "not an IP address")
+	case want4 && !a.Is4():
+		v.add(key, value, "not an IPv4 address")
+	case !want4 && (!a.Is6() || a.Is4In6()):
+		v.add(key, value, "not an IPv6 address")
+	}
+}
+
+func (v *validator) timestamp(key, value string) {
+	if value == "" {
+		return
+	}
+	if _, err := time.Parse(time.RFC3339, value); err != nil {
+		v.add(key, value, "not an RFC 3339 time such as 2026-01-02T15:04:05Z")
+	}
+}
+
+func (v *validator) instance(p string, in *Instance) {
+	if in.InstanceID == "" {
+		v.add(p+".instance-id", "", "required")
+	}
+	v.match(p+".instance-id", in.InstanceID, instanceIDRe, "an instance id (i- and 8 or 17 hex digits)")
+	v.match(p+".account-id", in.AccountID, accountIDRe, "an account id (12 digits)")
+	v.match(p+".ami-id", in.AMIID, amiIDRe, "an AMI id (ami- and 8 or 17 hex digits)")
+	v.match(p+".availability-zone", in.AvailabilityZone, azRe, "an availability zone such as us-east-1a")
+	v.match(p+".region", in.Region, regionRe, "a region such as us-east-1")
+	if in.Region != "" && in.AvailabilityZone != "" {
+		if m := azRe.FindStringSubmatch(in.AvailabilityZone); m != nil && m[1] != in.Region {
+			v.add(p+".region", in.Region, "availability-zone "+in.AvailabilityZone+" is not in it")
+		}
+	}
+	v.match(p+".mac", in.MAC, macRe, "a lower-case MAC address such as 0e:12:34:56:78:9a")
+	v.oneOf(p+".architecture", in.Architecture, "i386", "x86_64", "arm64")
+	v.oneOf(p+".instance-life-cycle", in.LifeCycle, "on-demand", "spot", "scheduled", "capacity-block")
+	if in.AMILaunchIndex < 0 {
+		v.add(p+".ami-launch-index", strconv.Itoa(in.AMILaunchIndex), "must not be negative")
+	}
+	for j, a := range in.Addresses {
+		if _, err := netip.ParseAddr(a); err != nil {
+			v.add(fmt.Sprintf("%s.addresses[%d]", p, j), a, "not an IP address")
+		}
+	}
+	v.addr(p+".local-ipv4", in.LocalIPv4, true)
+	v.addr(p+".public-ipv4", in.PublicIPv4, true)
+	v.addr(p+".ipv6", in.IPv6, false)
+	for _, k := range []struct{ key, val string }{{"subnet-ipv4-cidr-block", in.SubnetCIDR}, {"vpc-ipv4-cidr-block", in.VPCCIDR}} {
+		if k.val != "" {
+			if pf, err := netip.ParsePrefix(k.val); err != nil || !pf.Addr().Is4() {
+				v.add(p+"."+k.key, k.val, "not an IPv4 CIDR block")
+			}
+		}
+	}
+	if in.UserData != nil && in.UserDataBase64 != "" {
+		v.add(p+".user-data-base64", "", "set user-data or user-data-base64, not both")
+	}
+	if in.UserDataBase64 != "" {
+		if _, err := decodeBase64(in.UserDataBase64); err != nil {
+			v.add(p+".user-data-base64", "", "not base64: "+err.Error())
+		}
+	}
+	if n := len(in.UserDataBytes()); n > 16384 {
+		v.add(p+".user-data", "", fmt.Sprintf("%d bytes; EC2 allows 16384", n))
+	}
+	for j, kv := range in.PublicKeys {
+		if kv.Key == "" || strings.ContainsAny(kv.Key, "=/\n") {
+			v.add(fmt.Sprintf("%s.public-keys.%s", p, kv.Key), kv.Key, "a key name must not be empty or contain '=', '/' or a newline")
+		}
+		if !strings.HasPrefix(kv.Value, "ssh-") && !strings.HasPrefix(kv.Value, "ecdsa-") {
+			v.add(fmt.Sprintf("%s.public-keys.%s", p, kv.Key), shorten(kv.Value), fmt.Sprintf("key %d is not an OpenSSH public key line", j))
+		}
+	}
+	mo := &in.MetadataOptions
+	mp := p + ".metadata-options"
+	v.oneOf(mp+".http-tokens", mo.HTTPTokens, "optional", "required")
+	v.oneOf(mp+".http-endpoint", mo.HTTPEndpoint, "enabled", "disabled")
+	v.oneOf(mp+".http-protocol-ipv6", mo.HTTPProtocolIPv6, "enabled", "disabled")
+	v.oneOf(mp+".instance-metadata-tags", mo.InstanceMetadataTags, "enabled", "disabled")
+	if h := mo.HTTPPutResponseHopLimit; h != 0 || v.has(mp+".http-put-response-hop-limit") {
+		if h < 1 || h > 64 {
+			v.add(mp+".http-put-response-hop-limit", strconv.Itoa(h), "want 1 to 64")
+		}
+	}
+	for _, kv := range in.Tags {
+		key := p + ".tags." + kv.Key
+		if len(kv.Key) > 128 {
+			v.add(key, shorten(kv.Key), "a tag key has at most 128 characters")
+		}
+		if len(kv.Value) > 256 {
+			v.add(key, shorten(kv.Value), "a tag value has at most 256 characters")
+		}
+		if strings.HasPrefix(strings.ToLower(kv.Key), "aws:") {
+			v.add(key, kv.Key, "the aws: prefix is reserved")
+		}
+		if mo.InstanceMetadataTags == "enabled" {
+			if !metadataTagKeyRe.MatchString(kv.Key) || kv.Key == "." || kv.Key == ".." || kv.Key == "_index" {
+				v.add(key, kv.Key, "with instance-metadata-tags enabled a tag key may use only a-z A-Z 0-9 + - = . , _ : @ and must not be '.', '..' or '_index'")
+			}
+		}
+	}
+	if s := in.Spot; s != nil {
+		v.oneOf(p+".spot.action", s.Action, "hibernate", "stop", "terminate")
+		if s.Action == "" {
+			v.add(p+".spot.action", "", "required: hibernate, stop or terminate")
+		}
+		if s.Time == "" {
+			v.add(p+".spot.time", "", "required")
+		}
+		v.timestamp(p+".spot.time", s.Time)
+	}
+	v.timestamp(p+".rebalance-notice-time", in.Rebalance)
+	v.timestamp(p+".launch-time", in.LaunchTime)
+	for j, e := range in.Events {
+		ep := fmt.Sprintf("%s.maintenance-events[%d]", p, j)
+		v.oneOf(ep+".code", e.Code, "instance-reboot", "system-reboot", "system-maintenance", "instance-retirement", "instance-stop")
+		if e.Code == "" {
+			v.add(ep+".code", "", "required")
+		}
+		v.oneOf(ep+".state", e.State, "active", "canceled", "completed")
+		v.timestamp(ep+".not-before", e.NotBefore)
+		v.timestamp(ep+".not-after", e.NotAfter)
+		if e.NotBefore == "" {
+			v.add(ep+".not-before", "", "required")
+		}
+	}
+}
+
+func (v *validator) has(key string) bool {
+	_, ok := v.lines[key]
+	return ok
+}
+
+func shorten(s string) string {
+	if len(s) > 40 {
+		return s[:37] + "..."
+	}
+	return s
+}

@@ -1,0 +1,279 @@
+// Package dataplane is the IMDS HTTP handler: it identifies the calling
+// instance, enforces its metadata options and IMDSv2 tokens, and answers from
+// the instance's metadata tree exactly as EC2 does, headers and error pages
+// included. Packets of a token response leave with the instance's hop limit.
+package dataplane
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/imds/imds/internal/fleet"
+	"github.com/imds/imds/internal/identity"
+	"github.com/imds/imds/internal/metadata"
+	"github.com/imds/imds/internal/token"
+)
+
+// Header names, in the form EC2 writes them.
+const (
+	hdrToken    = "X-Aws-Ec2-Metadata-Token"
+	hdrTTL      = "X-Aws-Ec2-Metadata-Token-Ttl-Seconds"
+	hdrForwards = "X-Forwarded-For"
+	tokenPath   = "/latest/api/token"
+)
+
+// Handler serves the data plane. Create it with New.
+type Handler struct {
+	fleet     *fleet.Fleet
+	tokens    *token.Ring
+	log       *slog.Logger
+	now       func() time.Time
+	keepAlive bool
+	versions  map[string]bool
+	versionLs []byte
+}
+
+// Options configure a Handler.
+type Options struct {
+	Logger *slog.Logger
+	// Now is the clock for token expiry; nil means time.Now.
+	Now func() time.Time
+	// KeepAlive lets clients reuse a connection for GETs. EC2 closes every
+	// connection after one response, and so does imds unless this is set.
+	// Token responses always close: their packets carry the hop limit.
+	KeepAlive bool
+}
+
+// New returns the data-plane handler for f, verifying tokens with ring.
+func New(f *fleet.Fleet, ring *token.Ring, o Options) *Handler {
+	h := &Handler{fleet: f, tokens: ring, log: o.Logger, now: o.Now, keepAlive: o.KeepAlive, versions: map[string]bool{}}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	for _, v := range metadata.Versions {
+		h.versions[v] = true
+	}
+	h.versionLs = []byte(strings.Join(metadata.Versions, "\n"))
+	return h
+}
+
+type connKey struct{}
+
+// ConnContext stores the connection in the request context so that a token
+// response can set the hop limit on it. Use it as http.Server.ConnContext.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, c)
+}
+
+// Shared header values; net/http never modifies them.
+var (
+	valServer     = []string{"EC2ws"}
+	valClose      = []string{"close"}
+	valText       = []string{"text/plain"}
+	valHTML       = []string{"text/html"}
+	valNone       = []string{"none"}
+	valZero       = []string{"0"}
+	valTokenAllow = []string{"OPTIONS, PUT"}
+)
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	hd["Server"] = valServer
+	if !h.keepAlive || r.Method == http.MethodPut {
+		hd["Connection"] = valClose
+	}
+
+	src, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		writeError(w, http.StatusForbidden)
+		return
+	}
+	snap := h.fleet.Load()
+	e := identity.Resolve(snap, src.Addr().Unmap())
+	if e == nil {
+		h.log.Warn("refused unknown caller", "remote", src.Addr().Unmap().String())
+		writeError(w, http.StatusForbidden)
+		return
+	}
+	opts := &e.Instance.Options
+	if isIPv6Endpoint(r) && !opts.IPv6Enabled {
+		if snap.IPv6DropDisabled {
+			drop(w)
+		} else {
+			writeError(w, http.StatusForbidden)
+		}
+		return
+	}
+	if !opts.EndpointEnabled {
+		writeError(w, http.StatusForbidden)
+		return
+	}
+
+	path := r.URL.Path
+	if r.Method == http.MethodPut {
+		if path != tokenPath {
+			// Version-specific token paths and a trailing slash are refused
+			// with 403, as EC2 does.
+			writeError(w, http.StatusForbidden)
+			return
+		}
+		h.issueToken(w, r, e)
+		return
+	}
+	if path == tokenPath {
+		if r.Method == http.MethodOptions {
+			hd["Allow"] = valTokenAllow
+			hd["Content-Type"] = valText
+			hd["Content-Length"] = valZero
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		notAllowed(w, "OPTIONS, PUT")
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		notAllowed(w, "GET, HEAD")
+		return
+	}
+
+	// IMDSv2 is a request that carries the token header, even empty.
+	tokens, v2 := r.Header[hdrToken]
+	var left time.Duration
+	if v2 {
+		if _, fwd := r.Header[hdrForwards]; fwd {
+			writeError(w, http.StatusForbidden)
+			return
+		}
+		if len(tokens) != 1 {
+			writeError(w, http.StatusUnauthorized)
+			return
+		}
+		left, err = h.tokens.Verify(tokens[0], e.Instance.ID)
+		if err != nil {
+			writeError(w, http.StatusUnauthorized)
+			return
+		}
+	} else if opts.TokensRequired {
+		writeError(w, http.StatusUnauthorized)
+		return
+	}
+
+	h.serveMetadata(w, r, e, path, v2, left)
+}
+
+func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request, e *fleet.Entry, path string, v2 bool, left time.Duration) {
+	var body []byte
+	contentType := valText
+	if path == "/" {
+		body = h.versionLs
+	} else {
+		rest := path[1:]
+		version, sub, _ := strings.Cut(rest, "/")
+		if !h.versions[version] {
+			writeError(w, http.StatusNotFound)
+			return
+		}
+		n, slash := e.Tree.Root.Lookup(sub)
+		if n == nil {
+			writeError(w, http.StatusNotFound)
+			return
+		}
+		if n.IsDir() && !slash && n.RedirectWithoutSlash() {
+			redirect(w, r, path+"/")
+			return
+		}
+		var ok bool
+		body, ok = n.Body(metadata.Request{V2: v2})
+		if !ok {
+			writeError(w, http.StatusNotFound)
+			return
+		}
+		if n.ContentType() == "application/octet-stream" {
+			contentType = valOctet
+		}
+		w.Header()["Last-Modified"] = e.LastModifiedHeader
+	}
+	hd := w.Header()
+	hd["Content-Type"] = contentType
+	hd["Accept-Ranges"] = valNone
+	hd["Content-Length"] = []string{strconv.Itoa(len(body))}
+	if v2 {
+		hd[hdrTTL] = []string{strconv.FormatInt(ceilSeconds(left), 10)}
+	}
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(body)
+	}
+}
+
+var valOctet = []string{"application/octet-stream"}
+
+func (h *Handler) issueToken(w http.ResponseWriter, r *http.Request, e *fleet.Entry) {
+	if _, fwd := r.Header[hdrForwards]; fwd {
+		writeError(w, http.StatusForbidden)
+		return
+	}
+	ttl, ok := parseTTL(r.Header[hdrTTL])
+	if !ok {
+		writeError(w, http.StatusBadRequest)
+		return
+	}
+	tok := h.tokens.Issue(e.Instance.ID, time.Duration(ttl)*time.Second)
+	if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
+		if err := setHopLimit(c, e.Instance.Options.HopLimit); err != nil {
+			h.log.Error("set hop limit on token response", "err", err)
+		}
+	}
+	hd := w.Header()
+	hd["Content-Type"] = valText
+	hd["Accept-Ranges"] = valNone
+	hd["Content-Length"] = []string{strconv.Itoa(len(tok))}
+	hd[hdrTTL] = []string{strconv.Itoa(ttl)}
+	w.WriteHeader(http.StatusOK)
+	w.Write([]byte(tok))
+}
+
+// parseTTL accepts exactly one header value of 1 to 21600 decimal digits.
+func parseTTL(vals []string) (int, bool) {
+	if len(vals) != 1 {
+		return 0, false
+	}
+	v := vals[0]
+	if v == "" || len(v) > 5 {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	if n < 1 || n > int(token.MaxTTL/time.Second) {
+		return 0, false
+	}
+	return n, true
+}
+
+func ceilSeconds(d time.Duration) int64 {
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+func isIPv6Endpoint(r *http.Request) bool {
+	la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return false
+	}
+	ta, ok := la.(*net.TCPAddr)
+	return ok && ta.IP.To4() == nil
+}

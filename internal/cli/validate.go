@@ -21,7 +21,7 @@ func newValidateCmd() *cobra.Command {
 			if err != nil {
 				return &exitError{ExitInvalid, err}
 			}
-			if _, err := fleet.FromConfig(c, time.Now()); err != nil {
+			if _, err := fleet.FromConfig(c, time.Now); err != nil {
 				return &exitError{ExitInvalid, err}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d instances, %d roles: valid\n", path, len(c.Instances), len(c.Roles))

@@ -61,9 +61,11 @@ func (f *Fleet) Load() *Snapshot { return f.cur.Load() }
 // Swap replaces the snapshot; requests already running finish on the old one.
 func (f *Fleet) Swap(s *Snapshot) { f.cur.Store(s) }
 
-// FromConfig builds a snapshot from a validated configuration. now is the
-// launch time of instances that do not set one.
-func FromConfig(c *config.Config, now time.Time) (*Snapshot, error) {
+// FromConfig builds a snapshot from a validated configuration. clock stamps
+// the snapshot (the launch time of instances that do not set one) and the
+// credentials served from it.
+func FromConfig(c *config.Config, clock func() time.Time) (*Snapshot, error) {
+	now := clock()
 	s := &Snapshot{
 		byID:             make(map[string]*Entry, len(c.Instances)),
 		byAddr:           make(map[netip.Addr]*Entry, len(c.Instances)),
@@ -75,6 +77,7 @@ func FromConfig(c *config.Config, now time.Time) (*Snapshot, error) {
 			AccessKeyID:     r.Static.AccessKeyID,
 			SecretAccessKey: r.Static.SecretAccessKey,
 			SessionToken:    r.Static.SessionToken,
+			Now:             clock,
 		}
 	}
 	for i := range c.Instances {

@@ -64,7 +64,7 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	snap, err := fleet.FromConfig(cfg, o.Now())
+	snap, err := fleet.FromConfig(cfg, o.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +101,7 @@ func (s *Server) Reload() error {
 	if err != nil {
 		return err
 	}
-	snap, err := fleet.FromConfig(cfg, s.opts.Now())
+	snap, err := fleet.FromConfig(cfg, s.opts.Now)
 	if err != nil {
 		return err
 	}

@@ -109,10 +109,14 @@ func (r *Ring) Verify(tok, instanceID string) (time.Duration, error) {
 	if len(tok) != EncodedLen {
 		return 0, ErrMalformed
 	}
-	var raw [rawLen]byte
-	if n, err := enc.Decode(raw[:], []byte(tok)); err != nil || n != rawLen {
+	// Decode into room for any 56 characters: a token without padding
+	// decodes to more than rawLen bytes.
+	var buf [EncodedLen / 4 * 3]byte
+	n, err := enc.Decode(buf[:], []byte(tok))
+	if err != nil || n != rawLen {
 		return 0, ErrMalformed
 	}
+	raw := buf[:rawLen]
 	if raw[0] != version || raw[1] != 0 {
 		return 0, ErrMalformed
 	}

@@ -1,0 +1,128 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestIssueExampleLoads(t *testing.T) {
+	c, err := Load("testdata/issue-example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := c.Instances[0]
+	if got, want := string(in.UserDataBytes()), "#!/bin/bash\necho hello\n"; got != want {
+		t.Errorf("user data %q, want %q", got, want)
+	}
+	if in.MetadataOptions.HTTPPutResponseHopLimit != 2 || in.MetadataOptions.HTTPTokens != "required" {
+		t.Errorf("metadata options %+v", in.MetadataOptions)
+	}
+	if v, _ := in.Tags.Get("Env"); v != "prod" {
+		t.Errorf("tag Env = %q, want prod", v)
+	}
+	if len(in.Tags) != 2 || in.Tags[0].Key != "Name" {
+		t.Errorf("tags %v: want the file's order", in.Tags)
+	}
+}
+
+const base = `instances:
+  - instance-id: i-0a1b2c3d4e5f60718
+    addresses: [10.0.0.1]
+`
+
+func TestInvalid(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		want       []string // each must appear in the error
+	}{
+		{"hop limit 0", base + "    metadata-options: {http-put-response-hop-limit: 0}\n",
+			[]string{"line 4", "instances[0].metadata-options.http-put-response-hop-limit", `"0"`, "want 1 to 64"}},
+		{"hop limit 65", base + "    metadata-options:\n      http-put-response-hop-limit: 65\n",
+			[]string{"line 5", `"65"`, "want 1 to 64"}},
+		{"hop limit not a number", base + "    metadata-options: {http-put-response-hop-limit: two}\n",
+			[]string{"line 4", "two"}},
+		{"http tokens", base + "    metadata-options: {http-tokens: sometimes}\n",
+			[]string{"http-tokens", `"sometimes"`, "optional, required"}},
+		{"http endpoint", base + "    metadata-options: {http-endpoint: on}\n",
+			[]string{"http-endpoint", `"on"`, "enabled, disabled"}},
+		{"ipv6", base + "    metadata-options: {http-protocol-ipv6: yes}\n",
+			[]string{"http-protocol-ipv6"}},
+		{"unknown key", base + "    instance-typo: t3.micro\n",
+			[]string{"line 4", "instance-typo"}},
+		{"unknown option", base + "    metadata-options: {http-token: required}\n",
+			[]string{"line 4", "http-token"}},
+		{"duplicate id", base + "  - instance-id: i-0a1b2c3d4e5f60718\n",
+			[]string{"line 4", "instances[1].instance-id", "duplicate"}},
+		{"duplicate address", base + "  - instance-id: i-0b1b2c3d4e5f60718\n    addresses: [10.0.0.1]\n",
+			[]string{"line 5", "instances[1].addresses[0]", `"10.0.0.1"`, "already an address of i-0a1b2c3d4e5f60718"}},
+		{"bad address", base + "  - instance-id: i-0b1b2c3d4e5f60718\n    addresses: [10.0.0.300]\n",
+			[]string{"instances[1].addresses[0]", "not an IP address"}},
+		{"tag key with space", base + "    metadata-options: {instance-metadata-tags: enabled}\n    tags: {\"my tag\": x}\n",
+			[]string{"line 5", "tags.my tag", "may use only"}},
+		{"tag key _index", base + "    metadata-options: {instance-metadata-tags: enabled}\n    tags: {_index: x}\n",
+			[]string{"_index"}},
+		{"tag key slash", base + "    metadata-options: {instance-metadata-tags: enabled}\n    tags: {a/b: x}\n",
+			[]string{"a/b"}},
+		{"aws tag prefix", base + "    tags: {\"aws:x\": y}\n",
+			[]string{"reserved"}},
+		{"bad instance id", "instances:\n  - instance-id: web-1\n",
+			[]string{"line 2", `"web-1"`, "not an instance id"}},
+		{"missing role", base + "    iam-role: nope\n",
+			[]string{"iam-role", `"nope"`, "no such role"}},
+		{"role without source", base + "roles:\n  r: {}\n",
+			[]string{"roles.r", "source"}},
+		{"az and region disagree", base + "    availability-zone: us-east-1a\n    region: eu-west-1\n",
+			[]string{"region", "eu-west-1", "not in it"}},
+		{"no instances", "instances: []\n", []string{"at least one instance"}},
+		{"default instance unknown", base + "default-instance: i-0ccccccccccccccc0\n", []string{"default-instance", "no instance"}},
+		{"spot without action", base + "    spot: {time: \"2026-01-01T00:00:00Z\"}\n", []string{"spot.action", "required"}},
+		{"bad time", base + "    launch-time: yesterday\n", []string{"launch-time", "RFC 3339"}},
+		{"user data too large", base + "    user-data: \"" + strings.Repeat("x", 16385) + "\"\n", []string{"16385 bytes", "16384"}},
+		{"not yaml", "instances: [", []string{"did not find expected"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			if err == nil {
+				t.Fatal("Parse accepted it")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestAllErrorsReported(t *testing.T) {
+	_, err := Parse([]byte(base + "    metadata-options: {http-tokens: x, http-endpoint: y, http-put-response-hop-limit: 99}\n"))
+	errs, ok := err.(Errors)
+	if !ok || len(errs) != 3 {
+		t.Fatalf("got %v, want three errors", err)
+	}
+}
+
+func TestDemoIsValid(t *testing.T) {
+	if c := Demo(); c.DefaultInstance == "" || len(c.Instances) != 1 {
+		t.Errorf("demo config: %+v", c)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(base))
+	f.Add([]byte(base + "    metadata-options: {http-put-response-hop-limit: 0}\n"))
+	f.Add([]byte("instances:\n  - {instance-id: i-0a1b2c3d, tags: {a: b}, public-keys: {k: ssh-rsa x}}\nroles: {r: {static: {access-key-id: a, secret-access-key: b}}}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(data)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error message")
+			}
+			return
+		}
+		// Whatever is accepted must validate again unchanged.
+		if err := c.Validate(); err != nil {
+			t.Fatalf("accepted config fails Validate: %v", err)
+		}
+	})
+}

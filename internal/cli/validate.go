@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imds/imds/internal/config"
+	"github.com/imds/imds/internal/credentials"
 	"github.com/imds/imds/internal/fleet"
 )
 
@@ -21,7 +22,9 @@ func newValidateCmd() *cobra.Command {
 			if err != nil {
 				return &exitError{ExitInvalid, err}
 			}
-			if _, err := fleet.FromConfig(c, time.Now); err != nil {
+			creds := credentials.NewManager(nil, time.Now)
+			creds.Update(c.Roles)
+			if _, err := fleet.FromConfig(c, time.Now, creds); err != nil {
 				return &exitError{ExitInvalid, err}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d instances, %d roles: valid\n", path, len(c.Instances), len(c.Roles))

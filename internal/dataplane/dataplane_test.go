@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/imds/imds/internal/config"
+	"github.com/imds/imds/internal/credentials"
 	"github.com/imds/imds/internal/fleet"
 	"github.com/imds/imds/internal/token"
 )
@@ -44,7 +45,9 @@ func newFixture(t testing.TB) *fixture {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	f := &fixture{clock: &now}
 	clock := func() time.Time { return *f.clock }
-	snap, err := fleet.FromConfig(cfg, clock)
+	creds := credentials.NewManager(nil, clock)
+	creds.Update(cfg.Roles)
+	snap, err := fleet.FromConfig(cfg, clock, creds)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/imds/imds/internal/config"
-	"github.com/imds/imds/internal/credentials"
 	"github.com/imds/imds/internal/metadata"
 )
 
@@ -61,24 +60,22 @@ func (f *Fleet) Load() *Snapshot { return f.cur.Load() }
 // Swap replaces the snapshot; requests already running finish on the old one.
 func (f *Fleet) Swap(s *Snapshot) { f.cur.Store(s) }
 
+// Credentials serves role credentials by role name.
+type Credentials interface {
+	// For returns the renderer of role's credentials document, or nil when
+	// the role is unknown.
+	For(role string) metadata.DynamicFunc
+}
+
 // FromConfig builds a snapshot from a validated configuration. clock stamps
-// the snapshot (the launch time of instances that do not set one) and the
-// credentials served from it.
-func FromConfig(c *config.Config, clock func() time.Time) (*Snapshot, error) {
+// the snapshot (the launch time of instances that do not set one); creds
+// serves the roles, which must already hold c.Roles.
+func FromConfig(c *config.Config, clock func() time.Time, creds Credentials) (*Snapshot, error) {
 	now := clock()
 	s := &Snapshot{
 		byID:             make(map[string]*Entry, len(c.Instances)),
 		byAddr:           make(map[netip.Addr]*Entry, len(c.Instances)),
 		IPv6DropDisabled: c.IPv6Disabled != "forbidden",
-	}
-	roles := map[string]*credentials.Static{}
-	for name, r := range c.Roles {
-		roles[name] = &credentials.Static{
-			AccessKeyID:     r.Static.AccessKeyID,
-			SecretAccessKey: r.Static.SecretAccessKey,
-			SessionToken:    r.Static.SessionToken,
-			Now:             clock,
-		}
 	}
 	for i := range c.Instances {
 		in, err := instanceFromConfig(&c.Instances[i], now)
@@ -89,11 +86,13 @@ func FromConfig(c *config.Config, clock func() time.Time) (*Snapshot, error) {
 			in.InstanceProfileID = r.InstanceProfileID
 		}
 		in.Derive()
-		var creds metadata.DynamicFunc
+		var roleCreds metadata.DynamicFunc
 		if in.Role != "" {
-			creds = roles[in.Role].Body
+			if roleCreds = creds.For(in.Role); roleCreds == nil {
+				return nil, fmt.Errorf("instance %s: role %s has no credential source", in.ID, in.Role)
+			}
 		}
-		tree := metadata.Build(in, creds, now)
+		tree := metadata.Build(in, roleCreds, now)
 		e := &Entry{Instance: in, Tree: tree, LastModifiedHeader: []string{tree.LastModified.UTC().Format(http.TimeFormat)}}
 		if _, dup := s.byID[in.ID]; dup {
 			return nil, fmt.Errorf("instance %s: duplicate id", in.ID)

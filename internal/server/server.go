@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/imds/imds/internal/config"
+	"github.com/imds/imds/internal/credentials"
 	"github.com/imds/imds/internal/dataplane"
 	"github.com/imds/imds/internal/fleet"
 	"github.com/imds/imds/internal/token"
@@ -42,6 +43,7 @@ type Server struct {
 	opts      Options
 	log       *slog.Logger
 	fleet     *fleet.Fleet
+	creds     *credentials.Manager
 	handler   *dataplane.Handler
 	listeners []net.Listener
 	reloadMu  sync.Mutex
@@ -60,11 +62,13 @@ func New(o Options) (*Server, error) {
 		o.Listen = []string{DefaultListen}
 	}
 	s := &Server{opts: o, log: o.Logger.With("component", "server")}
+	s.creds = credentials.NewManager(o.Logger.With("component", "credentials"), o.Now)
 	cfg, err := s.loadConfig()
 	if err != nil {
 		return nil, err
 	}
-	snap, err := fleet.FromConfig(cfg, o.Now)
+	s.creds.Update(cfg.Roles)
+	snap, err := fleet.FromConfig(cfg, o.Now, s.creds)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +105,8 @@ func (s *Server) Reload() error {
 	if err != nil {
 		return err
 	}
-	snap, err := fleet.FromConfig(cfg, s.opts.Now)
+	s.creds.Update(cfg.Roles)
+	snap, err := fleet.FromConfig(cfg, s.opts.Now, s.creds)
 	if err != nil {
 		return err
 	}

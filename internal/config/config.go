@@ -27,13 +27,13 @@ type Config struct {
 	// DefaultInstance, when set, serves callers that match no instance address.
 	// Meant for a laptop or CI job with a single instance; leave it empty on a
 	// host that serves a fleet, so an unknown caller is refused.
-	DefaultInstance string `yaml:"default-instance"`
+	DefaultInstance string `yaml:"default-instance" json:"default-instance,omitempty"`
 	// IPv6Disabled says what the IPv6 endpoint does for an instance whose
 	// http-protocol-ipv6 is disabled: "drop" closes the connection without an
 	// answer (on EC2 the address is not routed at all), "forbidden" answers 403.
-	IPv6Disabled string           `yaml:"ipv6-disabled-response"`
-	Instances    []Instance       `yaml:"instances"`
-	Roles        map[string]*Role `yaml:"roles"`
+	IPv6Disabled string           `yaml:"ipv6-disabled-response" json:"ipv6-disabled-response,omitempty"`
+	Instances    []Instance       `yaml:"instances" json:"instances,omitempty"`
+	Roles        map[string]*Role `yaml:"roles" json:"roles,omitempty"`
 
 	// lines maps a key path ("instances[0].metadata-options.http-tokens") to its
 	// line in the file, so that Validate can name it.
@@ -43,69 +43,69 @@ type Config struct {
 // Instance is one instance as the operator describes it. Unset fields are
 // derived (see Instance fields in package metadata) or absent from the tree.
 type Instance struct {
-	InstanceID         string             `yaml:"instance-id"`
-	Addresses          []string           `yaml:"addresses"`
-	AccountID          string             `yaml:"account-id"`
-	AMIID              string             `yaml:"ami-id"`
-	AMILaunchIndex     int                `yaml:"ami-launch-index"`
-	InstanceType       string             `yaml:"instance-type"`
-	Architecture       string             `yaml:"architecture"`
-	AvailabilityZone   string             `yaml:"availability-zone"`
-	AvailabilityZoneID string             `yaml:"availability-zone-id"`
-	Region             string             `yaml:"region"`
-	LocalIPv4          string             `yaml:"local-ipv4"`
-	PublicIPv4         string             `yaml:"public-ipv4"`
-	IPv6               string             `yaml:"ipv6"`
-	MAC                string             `yaml:"mac"`
-	Hostname           string             `yaml:"hostname"`
-	PublicHostname     string             `yaml:"public-hostname"`
-	ReservationID      string             `yaml:"reservation-id"`
-	InterfaceID        string             `yaml:"interface-id"`
-	SubnetID           string             `yaml:"subnet-id"`
-	SubnetCIDR         string             `yaml:"subnet-ipv4-cidr-block"`
-	VPCID              string             `yaml:"vpc-id"`
-	VPCCIDR            string             `yaml:"vpc-ipv4-cidr-block"`
-	SecurityGroups     []string           `yaml:"security-groups"`
-	SecurityGroupIDs   []string           `yaml:"security-group-ids"`
-	PublicKeys         OrderedMap         `yaml:"public-keys"`
-	UserData           *string            `yaml:"user-data"`
-	UserDataBase64     string             `yaml:"user-data-base64"`
-	Tags               OrderedMap         `yaml:"tags"`
-	IAMRole            string             `yaml:"iam-role"`
-	InstanceProfile    string             `yaml:"instance-profile"`
-	LifeCycle          string             `yaml:"instance-life-cycle"`
-	LaunchTime         string             `yaml:"launch-time"`
-	Spot               *SpotAction        `yaml:"spot"`
-	Rebalance          string             `yaml:"rebalance-notice-time"`
-	Events             []MaintenanceEvent `yaml:"maintenance-events"`
-	MetadataOptions    MetadataOptions    `yaml:"metadata-options"`
+	InstanceID         string             `yaml:"instance-id" json:"instance-id,omitempty"`
+	Addresses          []string           `yaml:"addresses" json:"addresses,omitempty"`
+	AccountID          string             `yaml:"account-id" json:"account-id,omitempty"`
+	AMIID              string             `yaml:"ami-id" json:"ami-id,omitempty"`
+	AMILaunchIndex     int                `yaml:"ami-launch-index" json:"ami-launch-index,omitempty"`
+	InstanceType       string             `yaml:"instance-type" json:"instance-type,omitempty"`
+	Architecture       string             `yaml:"architecture" json:"architecture,omitempty"`
+	AvailabilityZone   string             `yaml:"availability-zone" json:"availability-zone,omitempty"`
+	AvailabilityZoneID string             `yaml:"availability-zone-id" json:"availability-zone-id,omitempty"`
+	Region             string             `yaml:"region" json:"region,omitempty"`
+	LocalIPv4          string             `yaml:"local-ipv4" json:"local-ipv4,omitempty"`
+	PublicIPv4         string             `yaml:"public-ipv4" json:"public-ipv4,omitempty"`
+	IPv6               string             `yaml:"ipv6" json:"ipv6,omitempty"`
+	MAC                string             `yaml:"mac" json:"mac,omitempty"`
+	Hostname           string             `yaml:"hostname" json:"hostname,omitempty"`
+	PublicHostname     string             `yaml:"public-hostname" json:"public-hostname,omitempty"`
+	ReservationID      string             `yaml:"reservation-id" json:"reservation-id,omitempty"`
+	InterfaceID        string             `yaml:"interface-id" json:"interface-id,omitempty"`
+	SubnetID           string             `yaml:"subnet-id" json:"subnet-id,omitempty"`
+	SubnetCIDR         string             `yaml:"subnet-ipv4-cidr-block" json:"subnet-ipv4-cidr-block,omitempty"`
+	VPCID              string             `yaml:"vpc-id" json:"vpc-id,omitempty"`
+	VPCCIDR            string             `yaml:"vpc-ipv4-cidr-block" json:"vpc-ipv4-cidr-block,omitempty"`
+	SecurityGroups     []string           `yaml:"security-groups" json:"security-groups,omitempty"`
+	SecurityGroupIDs   []string           `yaml:"security-group-ids" json:"security-group-ids,omitempty"`
+	PublicKeys         OrderedMap         `yaml:"public-keys" json:"public-keys,omitempty"`
+	UserData           *string            `yaml:"user-data" json:"user-data,omitempty"`
+	UserDataBase64     string             `yaml:"user-data-base64" json:"user-data-base64,omitempty"`
+	Tags               OrderedMap         `yaml:"tags" json:"tags,omitempty"`
+	IAMRole            string             `yaml:"iam-role" json:"iam-role,omitempty"`
+	InstanceProfile    string             `yaml:"instance-profile" json:"instance-profile,omitempty"`
+	LifeCycle          string             `yaml:"instance-life-cycle" json:"instance-life-cycle,omitempty"`
+	LaunchTime         string             `yaml:"launch-time" json:"launch-time,omitempty"`
+	Spot               *SpotAction        `yaml:"spot" json:"spot,omitempty"`
+	Rebalance          string             `yaml:"rebalance-notice-time" json:"rebalance-notice-time,omitempty"`
+	Events             []MaintenanceEvent `yaml:"maintenance-events" json:"maintenance-events,omitempty"`
+	MetadataOptions    MetadataOptions    `yaml:"metadata-options" json:"metadata-options,omitempty"`
 }
 
 // MetadataOptions are EC2's instance metadata options, with the AWS CLI's
 // spelling. Empty fields take EC2's built-in defaults.
 type MetadataOptions struct {
-	HTTPTokens              string `yaml:"http-tokens"`
-	HTTPPutResponseHopLimit int    `yaml:"http-put-response-hop-limit"`
-	HTTPEndpoint            string `yaml:"http-endpoint"`
-	HTTPProtocolIPv6        string `yaml:"http-protocol-ipv6"`
-	InstanceMetadataTags    string `yaml:"instance-metadata-tags"`
+	HTTPTokens              string `yaml:"http-tokens" json:"http-tokens,omitempty"`
+	HTTPPutResponseHopLimit int    `yaml:"http-put-response-hop-limit" json:"http-put-response-hop-limit,omitempty"`
+	HTTPEndpoint            string `yaml:"http-endpoint" json:"http-endpoint,omitempty"`
+	HTTPProtocolIPv6        string `yaml:"http-protocol-ipv6" json:"http-protocol-ipv6,omitempty"`
+	InstanceMetadataTags    string `yaml:"instance-metadata-tags" json:"instance-metadata-tags,omitempty"`
 }
 
 // SpotAction is a pending Spot interruption: served at spot/instance-action and
 // (for terminate) spot/termination-time.
 type SpotAction struct {
-	Action string `yaml:"action"` // hibernate | stop | terminate
-	Time   string `yaml:"time"`   // RFC 3339
+	Action string `yaml:"action" json:"action,omitempty"` // hibernate | stop | terminate
+	Time   string `yaml:"time" json:"time,omitempty"`     // RFC 3339
 }
 
 // MaintenanceEvent is one scheduled event, served in events/maintenance/.
 type MaintenanceEvent struct {
-	Code        string `yaml:"code"`
-	Description string `yaml:"description"`
-	EventID     string `yaml:"event-id"`
-	NotBefore   string `yaml:"not-before"` // RFC 3339
-	NotAfter    string `yaml:"not-after"`  // RFC 3339
-	State       string `yaml:"state"`      // active | canceled | completed
+	Code        string `yaml:"code" json:"code,omitempty"`
+	Description string `yaml:"description" json:"description,omitempty"`
+	EventID     string `yaml:"event-id" json:"event-id,omitempty"`
+	NotBefore   string `yaml:"not-before" json:"not-before,omitempty"` // RFC 3339
+	NotAfter    string `yaml:"not-after" json:"not-after,omitempty"`   // RFC 3339
+	State       string `yaml:"state" json:"state,omitempty"`           // active | canceled | completed
 }
 
 // OrderedMap is a YAML mapping of strings that keeps the file's order.
@@ -329,6 +329,38 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// ValidateInstance checks one instance on its own, as the admin API receives
+// it. Uniqueness of ids and addresses across a fleet is checked where the
+// fleet is (the registry).
+func ValidateInstance(in *Instance) error {
+	v := &validator{}
+	v.instance("instance", in)
+	if len(v.errs) > 0 {
+		return v.errs
+	}
+	return nil
+}
+
+// ValidateRole checks one role's source, as the admin API receives it.
+func ValidateRole(name string, r *Role) error {
+	v := &validator{}
+	v.roles(map[string]*Role{name: r})
+	if len(v.errs) > 0 {
+		return v.errs
+	}
+	return nil
+}
+
+// ValidateTags checks tags as EC2 does when they are exposed in metadata.
+func ValidateTags(tags OrderedMap, inMetadata bool) error {
+	v := &validator{}
+	v.tags("tags", tags, inMetadata)
+	if len(v.errs) > 0 {
+		return v.errs
+	}
+	return nil
+}
+
 type validator struct {
 	lines map[string]int
 	errs  Errors
@@ -454,23 +486,7 @@ func (v *validator) instance(p string, in *Instance) {
 			v.add(mp+".http-put-response-hop-limit", strconv.Itoa(h), "want 1 to 64")
 		}
 	}
-	for _, kv := range in.Tags {
-		key := p + ".tags." + kv.Key
-		if len(kv.Key) > 128 {
-			v.add(key, shorten(kv.Key), "a tag key has at most 128 characters")
-		}
-		if len(kv.Value) > 256 {
-			v.add(key, shorten(kv.Value), "a tag value has at most 256 characters")
-		}
-		if strings.HasPrefix(strings.ToLower(kv.Key), "aws:") {
-			v.add(key, kv.Key, "the aws: prefix is reserved")
-		}
-		if mo.InstanceMetadataTags == "enabled" {
-			if !metadataTagKeyRe.MatchString(kv.Key) || kv.Key == "." || kv.Key == ".." || kv.Key == "_index" {
-				v.add(key, kv.Key, "with instance-metadata-tags enabled a tag key may use only a-z A-Z 0-9 + - = . , _ : @ and must not be '.', '..' or '_index'")
-			}
-		}
-	}
+	v.tags(p+".tags", in.Tags, mo.InstanceMetadataTags == "enabled")
 	if s := in.Spot; s != nil {
 		v.oneOf(p+".spot.action", s.Action, "hibernate", "stop", "terminate")
 		if s.Action == "" {
@@ -494,6 +510,26 @@ func (v *validator) instance(p string, in *Instance) {
 		v.timestamp(ep+".not-after", e.NotAfter)
 		if e.NotBefore == "" {
 			v.add(ep+".not-before", "", "required")
+		}
+	}
+}
+
+func (v *validator) tags(p string, tags OrderedMap, inMetadata bool) {
+	for _, kv := range tags {
+		key := p + "." + kv.Key
+		if len(kv.Key) > 128 {
+			v.add(key, shorten(kv.Key), "a tag key has at most 128 characters")
+		}
+		if len(kv.Value) > 256 {
+			v.add(key, shorten(kv.Value), "a tag value has at most 256 characters")
+		}
+		if strings.HasPrefix(strings.ToLower(kv.Key), "aws:") {
+			v.add(key, kv.Key, "the aws: prefix is reserved")
+		}
+		if inMetadata {
+			if !metadataTagKeyRe.MatchString(kv.Key) || kv.Key == "." || kv.Key == ".." || kv.Key == "_index" {
+				v.add(key, kv.Key, "with instance-metadata-tags enabled a tag key may use only a-z A-Z 0-9 + - = . , _ : @ and must not be '.', '..' or '_index'")
+			}
 		}
 	}
 }

@@ -126,3 +126,21 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestOrderedMapJSON(t *testing.T) {
+	in := OrderedMap{{"b", "1"}, {"a", "x\"y"}}
+	data, err := in.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out OrderedMap
+	if err := out.UnmarshalJSON(data); err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 2 || out[0] != in[0] || out[1] != in[1] {
+		t.Errorf("round trip %v -> %s -> %v", in, data, out)
+	}
+	if err := out.UnmarshalJSON([]byte(`{"a": 1}`)); err == nil {
+		t.Error("a number value was accepted")
+	}
+}

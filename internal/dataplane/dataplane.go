@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/imds/imds/internal/fleet"
@@ -31,7 +32,7 @@ const (
 // Handler serves the data plane. Create it with New.
 type Handler struct {
 	fleet     *fleet.Fleet
-	tokens    *token.Ring
+	ring      atomic.Pointer[token.Ring]
 	log       *slog.Logger
 	now       func() time.Time
 	keepAlive bool
@@ -52,7 +53,8 @@ type Options struct {
 
 // New returns the data-plane handler for f, verifying tokens with ring.
 func New(f *fleet.Fleet, ring *token.Ring, o Options) *Handler {
-	h := &Handler{fleet: f, tokens: ring, log: o.Logger, now: o.Now, keepAlive: o.KeepAlive, versions: map[string]bool{}}
+	h := &Handler{fleet: f, log: o.Logger, now: o.Now, keepAlive: o.KeepAlive, versions: map[string]bool{}}
+	h.ring.Store(ring)
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -65,6 +67,10 @@ func New(f *fleet.Fleet, ring *token.Ring, o Options) *Handler {
 	h.versionLs = []byte(strings.Join(metadata.Versions, "\n"))
 	return h
 }
+
+// SetRing replaces the token key ring (after a rotation); tokens of keys
+// still in the new ring stay valid.
+func (h *Handler) SetRing(r *token.Ring) { h.ring.Store(r) }
 
 type connKey struct{}
 
@@ -98,15 +104,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	snap := h.fleet.Load()
-	e := identity.Resolve(snap, src.Addr().Unmap())
-	if e == nil {
-		h.log.Warn("refused unknown caller", "remote", src.Addr().Unmap().String())
+	e, err := identity.Resolve(snap, r, src.Addr().Unmap())
+	if err != nil {
+		h.log.Warn("refused caller", "remote", src.Addr().Unmap().String(), "reason", err)
 		writeError(w, http.StatusForbidden)
 		return
 	}
 	opts := &e.Instance.Options
 	if isIPv6Endpoint(r) && !opts.IPv6Enabled {
-		if snap.IPv6DropDisabled {
+		if snap.Settings.IPv6DropDisabled {
 			drop(w)
 		} else {
 			writeError(w, http.StatusForbidden)
@@ -157,7 +163,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusUnauthorized)
 			return
 		}
-		left, err = h.tokens.Verify(tokens[0], e.Instance.ID)
+		left, err = h.ring.Load().Verify(tokens[0], e.Instance.ID)
 		if err != nil {
 			writeError(w, http.StatusUnauthorized)
 			return
@@ -227,7 +233,7 @@ func (h *Handler) issueToken(w http.ResponseWriter, r *http.Request, e *fleet.En
 		writeError(w, http.StatusBadRequest)
 		return
 	}
-	tok := h.tokens.Issue(e.Instance.ID, time.Duration(ttl)*time.Second)
+	tok := h.ring.Load().Issue(e.Instance.ID, time.Duration(ttl)*time.Second)
 	if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
 		if err := setHopLimit(c, e.Instance.Options.HopLimit); err != nil {
 			h.log.Error("set hop limit on token response", "err", err)

@@ -1,10 +1,10 @@
 // Package fleet holds the immutable snapshot of every instance the data plane
 // serves, indexed by id and by address, and swaps it atomically when the
-// configuration changes. Requests read a snapshot without locks.
+// store changes. Requests read a snapshot without locks or store I/O.
 package fleet
 
 import (
-	"fmt"
+	"maps"
 	"net/http"
 	"net/netip"
 	"sync/atomic"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/imds/imds/internal/config"
 	"github.com/imds/imds/internal/metadata"
+	"github.com/imds/imds/internal/registry"
 )
 
 // Entry is one instance ready to serve.
@@ -20,16 +21,35 @@ type Entry struct {
 	Tree     *metadata.Tree
 	// LastModifiedHeader is Tree.LastModified formatted for the HTTP header.
 	LastModifiedHeader []string
+	// Revision is the store revision of the record it was built from.
+	Revision int64
+	role     string
+	record   *registry.Instance
+}
+
+// Relay is a trusted forwarder as the identity chain needs it.
+type Relay struct {
+	Name   string
+	Secret []byte
+}
+
+// Settings are the server-wide parts of a snapshot.
+type Settings struct {
+	// DefaultInstance serves callers that match nothing else (single-instance
+	// mode); "" refuses them.
+	DefaultInstance string
+	// IPv6DropDisabled: the IPv6 endpoint closes the connection (rather than
+	// answering 403) for an instance whose IPv6 endpoint is disabled.
+	IPv6DropDisabled bool
 }
 
 // Snapshot is the whole fleet at one moment. It is never modified.
 type Snapshot struct {
 	byID   map[string]*Entry
 	byAddr map[netip.Addr]*Entry
+	relays map[netip.Addr]*Relay
 	def    *Entry
-	// IPv6DropDisabled: the IPv6 endpoint closes the connection (rather than
-	// answering 403) for an instance whose IPv6 endpoint is disabled.
-	IPv6DropDisabled bool
+	Settings
 }
 
 // ByAddr returns the instance whose addresses contain a.
@@ -37,6 +57,9 @@ func (s *Snapshot) ByAddr(a netip.Addr) *Entry { return s.byAddr[a.Unmap()] }
 
 // ByID returns the instance with this id.
 func (s *Snapshot) ByID(id string) *Entry { return s.byID[id] }
+
+// RelayAt returns the relay whose addresses contain a.
+func (s *Snapshot) RelayAt(a netip.Addr) *Relay { return s.relays[a.Unmap()] }
 
 // Default returns the instance that serves callers matching no address, or nil.
 func (s *Snapshot) Default() *Entry { return s.def }
@@ -67,51 +90,146 @@ type Credentials interface {
 	For(role string) metadata.DynamicFunc
 }
 
-// FromConfig builds a snapshot from a validated configuration. clock stamps
-// the snapshot (the launch time of instances that do not set one); creds
-// serves the roles, which must already hold c.Roles.
-func FromConfig(c *config.Config, clock func() time.Time, creds Credentials) (*Snapshot, error) {
-	now := clock()
-	s := &Snapshot{
-		byID:             make(map[string]*Entry, len(c.Instances)),
-		byAddr:           make(map[netip.Addr]*Entry, len(c.Instances)),
-		IPv6DropDisabled: c.IPv6Disabled != "forbidden",
+// Builder turns records into snapshots, rebuilding only the instances that
+// changed, so that a change in a fleet of 100,000 costs one tree and a map copy.
+type Builder struct {
+	creds  Credentials
+	clock  func() time.Time
+	byID   map[string]*Entry
+	relays map[string]registry.Relay
+	dirty  bool
+	last   *Snapshot
+}
+
+// NewBuilder returns an empty builder.
+func NewBuilder(creds Credentials, clock func() time.Time) *Builder {
+	if clock == nil {
+		clock = time.Now
 	}
-	for i := range c.Instances {
-		in, err := instanceFromConfig(&c.Instances[i], now)
-		if err != nil {
-			return nil, fmt.Errorf("instance %s: %w", c.Instances[i].InstanceID, err)
-		}
-		if r := c.Roles[in.Role]; r != nil && r.InstanceProfileID != "" {
-			in.InstanceProfileID = r.InstanceProfileID
-		}
-		in.Derive()
-		var roleCreds metadata.DynamicFunc
-		if in.Role != "" {
-			if roleCreds = creds.For(in.Role); roleCreds == nil {
-				return nil, fmt.Errorf("instance %s: role %s has no credential source", in.ID, in.Role)
+	return &Builder{creds: creds, clock: clock, byID: map[string]*Entry{}, relays: map[string]registry.Relay{}, dirty: true}
+}
+
+// PutInstance adds or replaces an instance. Records already built at the same
+// revision are kept as they are.
+func (b *Builder) PutInstance(rec *registry.Instance) {
+	if e, ok := b.byID[rec.Spec.InstanceID]; ok && rec.Revision != 0 && e.Revision == rec.Revision {
+		return
+	}
+	b.byID[rec.Spec.InstanceID] = b.build(rec)
+	b.dirty = true
+}
+
+// RemoveInstance drops an instance.
+func (b *Builder) RemoveInstance(id string) {
+	if _, ok := b.byID[id]; ok {
+		delete(b.byID, id)
+		b.dirty = true
+	}
+}
+
+// RolesChanged rebuilds the instances of roles whose credential source may
+// have changed (a role appears or its renderer was replaced).
+func (b *Builder) RolesChanged(roles ...string) {
+	for id, e := range b.byID {
+		for _, r := range roles {
+			if e.role == r {
+				b.byID[id] = b.build(e.record)
+				b.dirty = true
 			}
 		}
-		tree := metadata.Build(in, roleCreds, now)
-		e := &Entry{Instance: in, Tree: tree, LastModifiedHeader: []string{tree.LastModified.UTC().Format(http.TimeFormat)}}
-		if _, dup := s.byID[in.ID]; dup {
-			return nil, fmt.Errorf("instance %s: duplicate id", in.ID)
-		}
-		s.byID[in.ID] = e
-		for _, a := range in.Addresses {
-			if other, dup := s.byAddr[a]; dup {
-				return nil, fmt.Errorf("address %s: claimed by %s and %s", a, other.Instance.ID, in.ID)
-			}
+	}
+}
+
+// PutRelay adds or replaces a relay; RemoveRelay drops one.
+func (b *Builder) PutRelay(rl registry.Relay) { b.relays[rl.Name] = rl; b.dirty = true }
+
+// RemoveRelay drops a relay.
+func (b *Builder) RemoveRelay(name string) { delete(b.relays, name); b.dirty = true }
+
+// Snapshot returns the fleet as built so far.
+func (b *Builder) Snapshot(set Settings) *Snapshot {
+	if !b.dirty && b.last != nil && b.last.Settings == set {
+		return b.last
+	}
+	s := &Snapshot{
+		byID:     maps.Clone(b.byID),
+		byAddr:   make(map[netip.Addr]*Entry, len(b.byID)),
+		relays:   map[netip.Addr]*Relay{},
+		Settings: set,
+	}
+	for _, e := range s.byID {
+		for _, a := range e.Instance.Addresses {
 			s.byAddr[a] = e
 		}
 	}
-	if c.DefaultInstance != "" {
-		s.def = s.byID[c.DefaultInstance]
+	for _, rl := range b.relays {
+		r := &Relay{Name: rl.Name, Secret: rl.Secret}
+		for _, a := range rl.Addresses {
+			if ap, err := netip.ParseAddr(a); err == nil {
+				s.relays[ap.Unmap()] = r
+			}
+		}
 	}
-	return s, nil
+	s.def = s.byID[set.DefaultInstance]
+	b.last, b.dirty = s, false
+	return s
 }
 
-func instanceFromConfig(ci *config.Instance, now time.Time) (*metadata.Instance, error) {
+func (b *Builder) build(rec *registry.Instance) *Entry {
+	in := instanceFromSpec(&rec.Spec)
+	in.LaunchTime = rec.LaunchTime
+	in.Options = metadata.Options{
+		TokensRequired:  rec.Options.HTTPTokens == "required",
+		HopLimit:        rec.Options.HTTPPutResponseHopLimit,
+		EndpointEnabled: rec.Options.HTTPEndpoint != "disabled",
+		IPv6Enabled:     rec.Options.HTTPProtocolIPv6 == "enabled",
+		TagsEnabled:     rec.Options.InstanceMetadataTags == "enabled",
+	}
+	in.Derive()
+	var roleCreds metadata.DynamicFunc
+	if in.Role != "" && b.creds != nil {
+		roleCreds = b.creds.For(in.Role)
+	}
+	if roleCreds == nil {
+		// The role is not (yet) known: serve EC2's error form rather than
+		// drop the category, so that clients see the role name and a reason.
+		roleCreds = func(metadata.Request) ([]byte, bool) {
+			return metadata.CredentialsErrorJSON("InvalidRole", "the instance profile's role is not configured on this server", b.clock()), true
+		}
+	}
+	now := b.clock()
+	tree := metadata.Build(in, roleCreds, now)
+	return &Entry{
+		Instance:           in,
+		Tree:               tree,
+		LastModifiedHeader: []string{tree.LastModified.UTC().Format(http.TimeFormat)},
+		Revision:           rec.Revision,
+		role:               in.Role,
+		record:             rec,
+	}
+}
+
+// FromConfig builds a snapshot straight from a validated configuration, with
+// EC2's built-in defaults for unset options: what `imds validate` checks and
+// what tests serve without a store.
+func FromConfig(c *config.Config, clock func() time.Time, creds Credentials) (*Snapshot, error) {
+	if clock == nil {
+		clock = time.Now
+	}
+	b := NewBuilder(creds, clock)
+	now := clock().UTC().Truncate(time.Second)
+	for i := range c.Instances {
+		spec := c.Instances[i]
+		rec := &registry.Instance{Spec: spec, Options: registry.Resolve(spec.MetadataOptions, registry.Defaults{}, nil), LaunchTime: now}
+		if spec.LaunchTime != "" {
+			rec.LaunchTime, _ = time.Parse(time.RFC3339, spec.LaunchTime)
+		}
+		b.PutInstance(rec)
+	}
+	return b.Snapshot(Settings{DefaultInstance: c.DefaultInstance, IPv6DropDisabled: c.IPv6Disabled != "forbidden"}), nil
+}
+
+func instanceFromSpec(ci *config.Instance) *metadata.Instance {
 	in := &metadata.Instance{
 		ID:                  ci.InstanceID,
 		AccountID:           ci.AccountID,
@@ -140,8 +258,6 @@ func instanceFromConfig(ci *config.Instance, now time.Time) (*metadata.Instance,
 		Role:                ci.IAMRole,
 		InstanceProfileName: ci.InstanceProfile,
 		LifeCycle:           ci.LifeCycle,
-		LaunchTime:          now.UTC().Truncate(time.Second),
-		Options:             resolveOptions(ci.MetadataOptions),
 	}
 	for _, kv := range ci.PublicKeys {
 		in.PublicKeys = append(in.PublicKeys, metadata.KeyValue{Key: kv.Key, Value: kv.Value})
@@ -150,18 +266,13 @@ func instanceFromConfig(ci *config.Instance, now time.Time) (*metadata.Instance,
 		in.Tags = append(in.Tags, metadata.KeyValue{Key: kv.Key, Value: kv.Value})
 	}
 	for _, a := range ci.Addresses {
-		ap, err := netip.ParseAddr(a)
-		if err != nil {
-			return nil, fmt.Errorf("address %q: %w", a, err)
+		if ap, err := netip.ParseAddr(a); err == nil { // validated by config
+			in.Addresses = append(in.Addresses, ap.Unmap())
 		}
-		in.Addresses = append(in.Addresses, ap.Unmap())
 	}
 	parse := func(s string) time.Time {
 		t, _ := time.Parse(time.RFC3339, s) // validated by config
 		return t
-	}
-	if ci.LaunchTime != "" {
-		in.LaunchTime = parse(ci.LaunchTime)
 	}
 	if ci.Spot != nil {
 		in.Spot = &metadata.Spot{Action: ci.Spot.Action, Time: parse(ci.Spot.Time)}
@@ -175,26 +286,5 @@ func instanceFromConfig(ci *config.Instance, now time.Time) (*metadata.Instance,
 			NotBefore: parse(e.NotBefore), NotAfter: parse(e.NotAfter),
 		})
 	}
-	return in, nil
-}
-
-// resolveOptions applies EC2's built-in defaults to the options an instance sets.
-func resolveOptions(mo config.MetadataOptions) metadata.Options {
-	o := metadata.DefaultOptions()
-	if mo.HTTPTokens != "" {
-		o.TokensRequired = mo.HTTPTokens == "required"
-	}
-	if mo.HTTPPutResponseHopLimit != 0 {
-		o.HopLimit = mo.HTTPPutResponseHopLimit
-	}
-	if mo.HTTPEndpoint != "" {
-		o.EndpointEnabled = mo.HTTPEndpoint == "enabled"
-	}
-	if mo.HTTPProtocolIPv6 != "" {
-		o.IPv6Enabled = mo.HTTPProtocolIPv6 == "enabled"
-	}
-	if mo.InstanceMetadataTags != "" {
-		o.TagsEnabled = mo.InstanceMetadataTags == "enabled"
-	}
-	return o
+	return in
 }

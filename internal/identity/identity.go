@@ -1,21 +1,80 @@
 // Package identity decides which instance is calling the data plane.
 //
 // The chain is tried in order and the first rule that applies decides:
-// the caller's source address, then the default instance (single-instance
-// mode). Bound listeners and signed relays come before both when configured.
+//  1. a bound listener (one listener serves one instance);
+//  2. a signed relay: a request from a relay's address names the instance in
+//     X-Instance-ID and proves it with X-Instance-ID-Signature, the hex
+//     HMAC-SHA256 of the id under the relay's secret (OpenStack's metadata
+//     proxy headers). X-Forwarded-For is never trusted;
+//  3. the caller's source address;
+//  4. the default instance (single-instance mode).
 package identity
 
 import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net/http"
 	"net/netip"
 
 	"github.com/imds/imds/internal/fleet"
 )
 
-// Resolve returns the instance at src, or the default instance, or nil when the
-// caller is unknown and must be refused.
-func Resolve(s *fleet.Snapshot, src netip.Addr) *fleet.Entry {
-	if e := s.ByAddr(src); e != nil {
-		return e
+// Relay headers.
+const (
+	HeaderInstanceID = "X-Instance-Id"
+	HeaderSignature  = "X-Instance-Id-Signature"
+)
+
+var (
+	// ErrUnknownCaller: no rule matched.
+	ErrUnknownCaller = errors.New("identity: unknown caller")
+	// ErrBadRelay: a relay's request had no valid signature or named an
+	// unknown instance.
+	ErrBadRelay = errors.New("identity: relay request without a valid signature")
+)
+
+type boundKey struct{}
+
+// WithBoundInstance marks ctx (a listener's base context) as serving one
+// instance.
+func WithBoundInstance(ctx context.Context, instanceID string) context.Context {
+	return context.WithValue(ctx, boundKey{}, instanceID)
+}
+
+// Resolve returns the calling instance.
+func Resolve(s *fleet.Snapshot, r *http.Request, src netip.Addr) (*fleet.Entry, error) {
+	if id, ok := r.Context().Value(boundKey{}).(string); ok {
+		if e := s.ByID(id); e != nil {
+			return e, nil
+		}
+		return nil, ErrUnknownCaller
 	}
-	return s.Default()
+	if rl := s.RelayAt(src); rl != nil {
+		ids := r.Header[HeaderInstanceID]
+		sigs := r.Header[HeaderSignature]
+		if len(ids) != 1 || len(sigs) != 1 || !hmac.Equal([]byte(Sign(rl.Secret, ids[0])), []byte(sigs[0])) {
+			return nil, ErrBadRelay
+		}
+		if e := s.ByID(ids[0]); e != nil {
+			return e, nil
+		}
+		return nil, ErrBadRelay
+	}
+	if e := s.ByAddr(src); e != nil {
+		return e, nil
+	}
+	if e := s.Default(); e != nil {
+		return e, nil
+	}
+	return nil, ErrUnknownCaller
+}
+
+// Sign is the relay signature of an instance id.
+func Sign(secret []byte, instanceID string) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(instanceID))
+	return hex.EncodeToString(m.Sum(nil))
 }

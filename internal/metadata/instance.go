@@ -84,13 +84,7 @@ func (in *Instance) Derive() {
 		s := sha256.Sum256([]byte(in.ID + "/" + purpose))
 		return hex.EncodeToString(s[:])[:n]
 	}
-	if in.Region == "" {
-		if m := azRegion.FindStringSubmatch(in.AvailabilityZone); m != nil {
-			in.Region = m[1]
-		} else {
-			in.Region = "us-east-1"
-		}
-	}
+	in.Region = RegionOf(in.AvailabilityZone, in.Region)
 	if in.AvailabilityZone == "" {
 		in.AvailabilityZone = in.Region + "a"
 	}
@@ -139,6 +133,18 @@ func (in *Instance) Derive() {
 	if in.Options.HopLimit == 0 {
 		in.Options.HopLimit = 1
 	}
+}
+
+// RegionOf is the region an instance is in: region if set, else the one of its
+// availability zone, else us-east-1.
+func RegionOf(availabilityZone, region string) string {
+	if region != "" {
+		return region
+	}
+	if m := azRegion.FindStringSubmatch(availabilityZone); m != nil {
+		return m[1]
+	}
+	return "us-east-1"
 }
 
 // derivedIPv4 is the first private IPv4 the instance is known by, else an

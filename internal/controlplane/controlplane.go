@@ -1,0 +1,59 @@
+// Package controlplane is the operator's API, on its own listener, never on a
+// data-plane address: a subset of the EC2 Query API (so the AWS CLI and SDKs
+// drive it with --endpoint-url), a JSON admin API under /v1/ for what EC2 has
+// no API for, and /metrics, /healthz and /readyz. Every API request is
+// authenticated with SigV4 against the operator credentials; health and
+// metrics carry no secrets and answer without credentials.
+package controlplane
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/imds/imds/internal/registry"
+)
+
+// Operators looks up the secret of an operator access key.
+type Operators interface {
+	// Secret returns the secret access key of accessKeyID, false if unknown.
+	Secret(accessKeyID string) (string, bool)
+}
+
+// Readiness reports whether the server can serve current data, and why not.
+type Readiness func() (ready bool, reasons []string)
+
+// Options configure the control plane.
+type Options struct {
+	Registry  *registry.Registry
+	Operators Operators
+	Ready     Readiness
+	// Gatherer serves /metrics; nil serves none.
+	Gatherer prometheus.Gatherer
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+// Handler is the control plane.
+type Handler struct {
+	o   Options
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+// New returns the control-plane handler.
+func New(o Options) *Handler {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	h := &Handler{o: o, log: o.Logger, mux: http.NewServeMux()}
+	h.routes()
+	return h
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }

@@ -1,0 +1,316 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/imds/imds/internal/config"
+	"github.com/imds/imds/internal/registry"
+	"github.com/imds/imds/internal/store"
+)
+
+// RoleSource is the credential manager as the syncer drives it.
+type RoleSource interface {
+	Credentials
+	// Update sets the roles to serve.
+	Update(roles map[string]*config.Role)
+}
+
+// Syncer keeps a Fleet equal to the store: it lists everything once, then
+// follows a watch, rebuilding only what changed. When the store cannot be
+// reached the fleet keeps its last snapshot (static stability) and Ready says
+// why; the syncer lists again when the store is back.
+type Syncer struct {
+	st       store.Store
+	fleet    *Fleet
+	builder  *Builder
+	roles    RoleSource
+	onTokens func(registry.TokenRing)
+	settings Settings
+	log      *slog.Logger
+	clock    func() time.Time
+
+	mu        sync.Mutex
+	roleSpecs map[string]*config.Role
+	rev       int64
+
+	synced   atomic.Bool
+	lastErr  atomic.Pointer[string]
+	lastSync atomic.Int64 // unix nanos of the last applied change or listing
+	changes  atomic.Int64 // snapshots published
+}
+
+// SyncerOptions configure a Syncer.
+type SyncerOptions struct {
+	Store    store.Store
+	Roles    RoleSource
+	OnTokens func(registry.TokenRing) // called with every version of the key ring
+	Settings Settings
+	Logger   *slog.Logger
+	Clock    func() time.Time
+}
+
+// NewSyncer returns a syncer; call Sync once, then Run.
+func NewSyncer(o SyncerOptions) *Syncer {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	s := &Syncer{
+		st: o.Store, roles: o.Roles, onTokens: o.OnTokens, settings: o.Settings,
+		log: o.Logger, clock: o.Clock, roleSpecs: map[string]*config.Role{},
+	}
+	s.builder = NewBuilder(o.Roles, o.Clock)
+	s.fleet = New(s.builder.Snapshot(o.Settings))
+	return s
+}
+
+// Fleet is the fleet the syncer keeps current.
+func (s *Syncer) Fleet() *Fleet { return s.fleet }
+
+// Sync lists the whole store and publishes a snapshot of it.
+func (s *Syncer) Sync(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, registry.DefaultTimeout*2)
+	defer cancel()
+	items, rev, err := s.st.List(ctx, "")
+	if err != nil {
+		s.fail(fmt.Errorf("list store: %w", err))
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := map[string]bool{}
+	relays := map[string]bool{}
+	roles := map[string]*config.Role{}
+	for _, it := range items {
+		switch {
+		case strings.HasPrefix(it.Key, registry.PrefixRoles):
+			if r, err := registry.DecodeRole(it); err == nil {
+				roles[strings.TrimPrefix(it.Key, registry.PrefixRoles)] = r
+			} else {
+				s.log.Error("skip bad role record", "key", it.Key, "err", err)
+			}
+		}
+	}
+	s.setRoles(roles)
+	for _, it := range items {
+		switch {
+		case strings.HasPrefix(it.Key, registry.PrefixInstances):
+			rec, err := registry.DecodeInstance(it)
+			if err != nil {
+				s.log.Error("skip bad instance record", "key", it.Key, "err", err)
+				continue
+			}
+			seen[rec.Spec.InstanceID] = true
+			s.builder.PutInstance(rec)
+		case strings.HasPrefix(it.Key, registry.PrefixRelays):
+			if rl, err := registry.DecodeRelay(it); err == nil {
+				relays[rl.Name] = true
+				s.builder.PutRelay(rl)
+			}
+		case it.Key == registry.KeyTokenRing:
+			s.applyTokens(it)
+		}
+	}
+	for id := range s.builder.byID {
+		if !seen[id] {
+			s.builder.RemoveInstance(id)
+		}
+	}
+	for name := range s.builder.relays {
+		if !relays[name] {
+			s.builder.RemoveRelay(name)
+		}
+	}
+	s.rev = rev
+	s.publish()
+	return nil
+}
+
+// setRoles hands the roles to the credential manager and rebuilds the
+// instances of roles that appeared, changed or went away.
+func (s *Syncer) setRoles(roles map[string]*config.Role) {
+	var changed []string
+	for name, r := range roles {
+		if old, ok := s.roleSpecs[name]; !ok || !sameJSON(old, r) {
+			changed = append(changed, name)
+		}
+	}
+	for name := range s.roleSpecs {
+		if _, ok := roles[name]; !ok {
+			changed = append(changed, name)
+		}
+	}
+	s.roleSpecs = roles
+	if s.roles != nil {
+		s.roles.Update(roles)
+	}
+	if len(changed) > 0 {
+		s.builder.RolesChanged(changed...)
+	}
+}
+
+func sameJSON(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+func (s *Syncer) applyTokens(it store.Item) {
+	var tr registry.TokenRing
+	if err := json.Unmarshal(it.Value, &tr); err != nil || len(tr.Keys) == 0 {
+		s.log.Error("skip bad token key ring", "err", err)
+		return
+	}
+	if s.onTokens != nil {
+		s.onTokens(tr)
+	}
+}
+
+func (s *Syncer) publish() {
+	s.fleet.Swap(s.builder.Snapshot(s.settings))
+	s.changes.Add(1)
+	s.lastSync.Store(s.clock().UnixNano())
+	s.synced.Store(true)
+	s.lastErr.Store(nil)
+}
+
+func (s *Syncer) fail(err error) {
+	msg := err.Error()
+	s.lastErr.Store(&msg)
+	s.synced.Store(false)
+}
+
+// Run follows the store until ctx ends. Call Sync first.
+func (s *Syncer) Run(ctx context.Context) error {
+	backoff := time.Second
+	for {
+		s.mu.Lock()
+		rev := s.rev
+		s.mu.Unlock()
+		ch := s.st.Watch(ctx, "", rev)
+		s.follow(ctx, ch)
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.fail(fmt.Errorf("store watch ended; serving the last snapshot"))
+		s.log.Warn("store watch ended; serving the last snapshot and listing again", "retry_in", backoff)
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			if err := s.Sync(ctx); err != nil {
+				s.log.Warn("store unreachable; serving the last snapshot", "err", err, "retry_in", backoff)
+				backoff = min(backoff*2, 30*time.Second)
+				continue
+			}
+			s.log.Info("store reachable again; fleet resynchronised")
+			backoff = time.Second
+			break
+		}
+	}
+}
+
+// follow applies events until the channel closes, publishing once per burst.
+func (s *Syncer) follow(ctx context.Context, ch <-chan store.Event) {
+	for {
+		ev, ok := <-ch
+		if !ok {
+			return
+		}
+		s.mu.Lock()
+		s.apply(ev)
+	drain:
+		for {
+			select {
+			case ev, ok = <-ch:
+				if !ok {
+					break drain
+				}
+				s.apply(ev)
+			default:
+				break drain
+			}
+		}
+		s.publish()
+		s.mu.Unlock()
+		if !ok {
+			return
+		}
+	}
+}
+
+func (s *Syncer) apply(ev store.Event) {
+	if ev.Revision > s.rev {
+		s.rev = ev.Revision
+	}
+	key := ev.Key
+	switch {
+	case strings.HasPrefix(key, registry.PrefixInstances):
+		id := strings.TrimPrefix(key, registry.PrefixInstances)
+		if ev.Deleted {
+			s.builder.RemoveInstance(id)
+			return
+		}
+		rec, err := registry.DecodeInstance(ev.Item)
+		if err != nil {
+			s.log.Error("skip bad instance record", "key", key, "err", err)
+			return
+		}
+		s.builder.PutInstance(rec)
+	case strings.HasPrefix(key, registry.PrefixRoles):
+		name := strings.TrimPrefix(key, registry.PrefixRoles)
+		roles := make(map[string]*config.Role, len(s.roleSpecs))
+		for k, v := range s.roleSpecs {
+			roles[k] = v
+		}
+		if ev.Deleted {
+			delete(roles, name)
+		} else if r, err := registry.DecodeRole(ev.Item); err == nil {
+			roles[name] = r
+		}
+		s.setRoles(roles)
+	case strings.HasPrefix(key, registry.PrefixRelays):
+		name := strings.TrimPrefix(key, registry.PrefixRelays)
+		if ev.Deleted {
+			s.builder.RemoveRelay(name)
+		} else if rl, err := registry.DecodeRelay(ev.Item); err == nil {
+			s.builder.PutRelay(rl)
+		}
+	case key == registry.KeyTokenRing && !ev.Deleted:
+		s.applyTokens(ev.Item)
+	}
+}
+
+// Status is what /readyz and metrics report of the syncer.
+type Status struct {
+	Synced    bool      // the snapshot reflects the store
+	LastSync  time.Time // when it last did
+	LastError string    // why it does not, when it does not
+	Instances int
+	Snapshots int64
+}
+
+// Status reports the syncer's state.
+func (s *Syncer) Status() Status {
+	st := Status{
+		Synced:    s.synced.Load(),
+		LastSync:  time.Unix(0, s.lastSync.Load()),
+		Instances: s.fleet.Load().Len(),
+		Snapshots: s.changes.Load(),
+	}
+	if e := s.lastErr.Load(); e != nil {
+		st.LastError = *e
+	}
+	return st
+}

@@ -23,7 +23,9 @@ func newValidateCmd() *cobra.Command {
 				return &exitError{ExitInvalid, err}
 			}
 			creds := credentials.NewManager(nil, time.Now)
-			creds.Update(c.Roles)
+			if err := creds.Update(c.Roles); err != nil {
+				return &exitError{ExitInvalid, err}
+			}
 			if _, err := fleet.FromConfig(c, time.Now, creds); err != nil {
 				return &exitError{ExitInvalid, err}
 			}

@@ -31,9 +31,13 @@ type Config struct {
 	// IPv6Disabled says what the IPv6 endpoint does for an instance whose
 	// http-protocol-ipv6 is disabled: "drop" closes the connection without an
 	// answer (on EC2 the address is not routed at all), "forbidden" answers 403.
-	IPv6Disabled string           `yaml:"ipv6-disabled-response" json:"ipv6-disabled-response,omitempty"`
-	Instances    []Instance       `yaml:"instances" json:"instances,omitempty"`
-	Roles        map[string]*Role `yaml:"roles" json:"roles,omitempty"`
+	IPv6Disabled string     `yaml:"ipv6-disabled-response" json:"ipv6-disabled-response,omitempty"`
+	Instances    []Instance `yaml:"instances" json:"instances,omitempty"`
+	// IdentityCredentials is the source of the instance identity credentials
+	// (identity-credentials/ec2/security-credentials/ec2-instance); unset
+	// leaves them out.
+	IdentityCredentials *Role            `yaml:"identity-credentials" json:"identity-credentials,omitempty"`
+	Roles               map[string]*Role `yaml:"roles" json:"roles,omitempty"`
 
 	// lines maps a key path ("instances[0].metadata-options.http-tokens") to its
 	// line in the file, so that Validate can name it.
@@ -322,6 +326,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	v.roles(c.Roles)
+	if c.IdentityCredentials != nil {
+		v.identityCredentials("identity-credentials", c.IdentityCredentials)
+	}
 	if len(v.errs) > 0 {
 		slices.SortStableFunc(v.errs, func(a, b *Error) int { return a.Line - b.Line })
 		return v.errs

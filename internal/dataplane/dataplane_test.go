@@ -46,7 +46,9 @@ func newFixture(t testing.TB) *fixture {
 	f := &fixture{clock: &now}
 	clock := func() time.Time { return *f.clock }
 	creds := credentials.NewManager(nil, clock)
-	creds.Update(cfg.Roles)
+	if err := creds.Update(cfg.Roles); err != nil {
+		t.Fatal(err)
+	}
 	snap, err := fleet.FromConfig(cfg, clock, creds)
 	if err != nil {
 		t.Fatal(err)

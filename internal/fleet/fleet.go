@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/imds/imds/internal/config"
+	"github.com/imds/imds/internal/credentials"
 	"github.com/imds/imds/internal/metadata"
 	"github.com/imds/imds/internal/registry"
 )
@@ -83,17 +84,21 @@ func (f *Fleet) Load() *Snapshot { return f.cur.Load() }
 // Swap replaces the snapshot; requests already running finish on the old one.
 func (f *Fleet) Swap(s *Snapshot) { f.cur.Store(s) }
 
-// Credentials serves role credentials by role name.
+// Credentials serves the credential documents of instances; a nil renderer
+// leaves its leaf out. See credentials.Manager.
 type Credentials interface {
-	// For returns the renderer of role's credentials document, or nil when
-	// the role is unknown.
-	For(role string) metadata.DynamicFunc
+	For(sub credentials.Subject) metadata.DynamicFunc
+	ForExtended(sub credentials.Subject) metadata.DynamicFunc
+	ForIdentity(sub credentials.Subject) metadata.DynamicFunc
+	// Forget releases what an instance that is gone had registered.
+	Forget(instanceID string)
 }
 
 // Builder turns records into snapshots, rebuilding only the instances that
 // changed, so that a change in a fleet of 100,000 costs one tree and a map copy.
 type Builder struct {
 	creds  Credentials
+	sign   metadata.SignFunc
 	clock  func() time.Time
 	byID   map[string]*Entry
 	relays map[string]registry.Relay
@@ -101,12 +106,13 @@ type Builder struct {
 	last   *Snapshot
 }
 
-// NewBuilder returns an empty builder.
-func NewBuilder(creds Credentials, clock func() time.Time) *Builder {
+// NewBuilder returns an empty builder. creds and sign may be nil: no
+// credentials, no identity signatures.
+func NewBuilder(creds Credentials, sign metadata.SignFunc, clock func() time.Time) *Builder {
 	if clock == nil {
 		clock = time.Now
 	}
-	return &Builder{creds: creds, clock: clock, byID: map[string]*Entry{}, relays: map[string]registry.Relay{}, dirty: true}
+	return &Builder{creds: creds, sign: sign, clock: clock, byID: map[string]*Entry{}, relays: map[string]registry.Relay{}, dirty: true}
 }
 
 // PutInstance adds or replaces an instance. Records already built at the same
@@ -124,11 +130,14 @@ func (b *Builder) RemoveInstance(id string) {
 	if _, ok := b.byID[id]; ok {
 		delete(b.byID, id)
 		b.dirty = true
+		if b.creds != nil {
+			b.creds.Forget(id)
+		}
 	}
 }
 
-// RolesChanged rebuilds the instances of roles whose credential source may
-// have changed (a role appears or its renderer was replaced).
+// RolesChanged rebuilds the instances of roles that appeared or went away, so
+// that their credential leaves come and go with the role.
 func (b *Builder) RolesChanged(roles ...string) {
 	for id, e := range b.byID {
 		for _, r := range roles {
@@ -138,6 +147,15 @@ func (b *Builder) RolesChanged(roles ...string) {
 			}
 		}
 	}
+}
+
+// IdentityChanged rebuilds every instance: the identity credentials source
+// appeared, changed or went away.
+func (b *Builder) IdentityChanged() {
+	for id, e := range b.byID {
+		b.byID[id] = b.build(e.record)
+	}
+	b.dirty = true
 }
 
 // PutRelay adds or replaces a relay; RemoveRelay drops one.
@@ -186,19 +204,24 @@ func (b *Builder) build(rec *registry.Instance) *Entry {
 		TagsEnabled:     rec.Options.InstanceMetadataTags == "enabled",
 	}
 	in.Derive()
-	var roleCreds metadata.DynamicFunc
-	if in.Role != "" && b.creds != nil {
-		roleCreds = b.creds.For(in.Role)
+	src := metadata.Sources{Sign: b.sign}
+	if b.creds != nil {
+		sub := credentials.Subject{Role: in.Role, InstanceID: in.ID, V1: !in.Options.TokensRequired}
+		src.Credentials = b.creds.For(sub) // also clears what a role-less instance had
+		src.IdentityCredentials = b.creds.ForIdentity(sub)
+		if in.Role != "" {
+			src.ExtendedCredentials = b.creds.ForExtended(sub)
+		}
 	}
-	if roleCreds == nil {
+	if in.Role != "" && src.Credentials == nil {
 		// The role is not (yet) known: serve EC2's error form rather than
 		// drop the category, so that clients see the role name and a reason.
-		roleCreds = func(metadata.Request) ([]byte, bool) {
+		src.Credentials = func(metadata.Request) ([]byte, bool) {
 			return metadata.CredentialsErrorJSON("InvalidRole", "the instance profile's role is not configured on this server", b.clock()), true
 		}
 	}
 	now := b.clock()
-	tree := metadata.Build(in, roleCreds, now)
+	tree := metadata.Build(in, src, now)
 	return &Entry{
 		Instance:           in,
 		Tree:               tree,
@@ -216,7 +239,7 @@ func FromConfig(c *config.Config, clock func() time.Time, creds Credentials) (*S
 	if clock == nil {
 		clock = time.Now
 	}
-	b := NewBuilder(creds, clock)
+	b := NewBuilder(creds, nil, clock)
 	now := clock().UTC().Truncate(time.Second)
 	for i := range c.Instances {
 		spec := c.Instances[i]

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/imds/imds/internal/config"
+	"github.com/imds/imds/internal/metadata"
 	"github.com/imds/imds/internal/registry"
 	"github.com/imds/imds/internal/store"
 )
@@ -18,8 +19,12 @@ import (
 // RoleSource is the credential manager as the syncer drives it.
 type RoleSource interface {
 	Credentials
-	// Update sets the roles to serve.
-	Update(roles map[string]*config.Role)
+	// Update sets the roles to serve; a role whose source cannot be built
+	// keeps its previous one and is named in the error.
+	Update(roles map[string]*config.Role) error
+	// WaitFetched waits for the first fetch of credentials asked for since
+	// the last call, so that a snapshot is published with them.
+	WaitFetched(ctx context.Context) error
 }
 
 // Syncer keeps a Fleet equal to the store: it lists everything once, then
@@ -50,6 +55,7 @@ type Syncer struct {
 type SyncerOptions struct {
 	Store    store.Store
 	Roles    RoleSource
+	Sign     metadata.SignFunc        // identity signatures; nil for none
 	OnTokens func(registry.TokenRing) // called with every version of the key ring
 	Settings Settings
 	Logger   *slog.Logger
@@ -68,7 +74,7 @@ func NewSyncer(o SyncerOptions) *Syncer {
 		st: o.Store, roles: o.Roles, onTokens: o.OnTokens, settings: o.Settings,
 		log: o.Logger, clock: o.Clock, roleSpecs: map[string]*config.Role{},
 	}
-	s.builder = NewBuilder(o.Roles, o.Clock)
+	s.builder = NewBuilder(o.Roles, o.Sign, o.Clock)
 	s.fleet = New(s.builder.Snapshot(o.Settings))
 	return s
 }
@@ -151,7 +157,9 @@ func (s *Syncer) setRoles(roles map[string]*config.Role) {
 	}
 	s.roleSpecs = roles
 	if s.roles != nil {
-		s.roles.Update(roles)
+		if err := s.roles.Update(roles); err != nil {
+			s.log.Error("role sources", "err", err)
+		}
 	}
 	if len(changed) > 0 {
 		s.builder.RolesChanged(changed...)
@@ -176,6 +184,14 @@ func (s *Syncer) applyTokens(it store.Item) {
 }
 
 func (s *Syncer) publish() {
+	if s.roles != nil {
+		// New instances get their credentials before they are served.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := s.roles.WaitFetched(ctx); err != nil {
+			s.log.Warn("credentials not fetched yet; their roles answer the error form until a retry works", "err", err)
+		}
+		cancel()
+	}
 	s.fleet.Swap(s.builder.Snapshot(s.settings))
 	s.changes.Add(1)
 	s.lastSync.Store(s.clock().UnixNano())

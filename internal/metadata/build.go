@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -25,10 +26,28 @@ type Tree struct {
 	LastModified time.Time
 }
 
-// Build makes the tree of an instance. creds renders the role credentials
-// (iam/security-credentials/ROLE); it is used only when the instance has a role.
-// now stamps LastUpdated fields and Last-Modified.
-func Build(in *Instance, creds DynamicFunc, now time.Time) *Tree {
+// SignFunc signs an identity document: the bodies of
+// dynamic/instance-identity/pkcs7, signature and rsa2048.
+type SignFunc func(document []byte) (pkcs7, signature, rsa2048 []byte, err error)
+
+// Sources render what is not fixed at build time. Nil fields leave their
+// leaves out.
+type Sources struct {
+	// Credentials renders iam/security-credentials/ROLE (instances with a role).
+	Credentials DynamicFunc
+	// ExtendedCredentials renders iam/security-credentials-extended/ROLE.
+	ExtendedCredentials DynamicFunc
+	// IdentityCredentials renders
+	// identity-credentials/ec2/security-credentials/ec2-instance.
+	IdentityCredentials DynamicFunc
+	// Sign signs the identity document, once, on the first request for a
+	// signature: signing is too slow to do for a whole fleet up front.
+	Sign SignFunc
+}
+
+// Build makes the tree of an instance. now stamps LastUpdated fields and
+// Last-Modified.
+func Build(in *Instance, src Sources, now time.Time) *Tree {
 	b := newBuilder()
 	b.bareNames[b.root] = true
 	md := func(path, value string) { b.text("meta-data/"+path, value) }
@@ -70,13 +89,21 @@ func Build(in *Instance, creds DynamicFunc, now time.Time) *Tree {
 			Field{"InstanceProfileId", in.InstanceProfileID},
 		), "")
 		b.dir("meta-data/iam/security-credentials").redirectNoSlash = true
-		b.dynamic("meta-data/iam/security-credentials/"+in.Role, creds)
+		if src.Credentials != nil {
+			b.dynamic("meta-data/iam/security-credentials/"+in.Role, src.Credentials)
+		}
+		if src.ExtendedCredentials != nil {
+			b.dynamic("meta-data/iam/security-credentials-extended/"+in.Role, src.ExtendedCredentials)
+		}
 	}
 	b.bytes("meta-data/identity-credentials/ec2/info", PrettyJSON(
 		Field{"Code", "Success"},
 		Field{"LastUpdated", ts(now)},
 		Field{"AccountId", in.AccountID},
 	), "")
+	if src.IdentityCredentials != nil {
+		b.dynamic("meta-data/identity-credentials/ec2/security-credentials/ec2-instance", src.IdentityCredentials)
+	}
 	md("instance-action", "none")
 	md("instance-id", in.ID)
 	md("instance-life-cycle", in.LifeCycle)
@@ -157,9 +184,35 @@ func Build(in *Instance, creds DynamicFunc, now time.Time) *Tree {
 	}
 
 	b.text("dynamic/fws/instance-monitoring", "disabled")
-	b.bytes("dynamic/instance-identity/document", in.IdentityDocument(), "")
+	doc := in.IdentityDocument()
+	b.bytes("dynamic/instance-identity/document", doc, "")
+	if src.Sign != nil {
+		sig := lazySignatures(doc, src.Sign)
+		b.dynamic("dynamic/instance-identity/pkcs7", sig(0))
+		b.dynamic("dynamic/instance-identity/signature", sig(1))
+		b.dynamic("dynamic/instance-identity/rsa2048", sig(2))
+	}
 	if in.UserData != nil {
 		b.bytes("user-data", in.UserData, "application/octet-stream")
 	}
 	return &Tree{Root: b.build(), LastModified: now}
+}
+
+// lazySignatures signs doc on the first request for any of its signatures and
+// serves the results from then on.
+func lazySignatures(doc []byte, sign SignFunc) func(i int) DynamicFunc {
+	var (
+		once sync.Once
+		out  [3][]byte
+		ok   bool
+	)
+	return func(i int) DynamicFunc {
+		return func(Request) ([]byte, bool) {
+			once.Do(func() {
+				p, s, r, err := sign(doc)
+				out, ok = [3][]byte{p, s, r}, err == nil
+			})
+			return out[i], ok
+		}
+	}
 }

@@ -173,7 +173,7 @@ func TestIfMatch(t *testing.T) {
 func TestModifyAndTags(t *testing.T) {
 	r := newRegistry(t)
 	ctx := t.Context()
-	r.Put(ctx, config.Instance{InstanceID: "i-0000000000000000a", Tags: config.OrderedMap{{"Name", "a"}}}, store.Absent, "")
+	r.Put(ctx, config.Instance{InstanceID: "i-0000000000000000a", Tags: config.OrderedMap{{Key: "Name", Value: "a"}}}, store.Absent, "")
 	in, err := r.ModifyOptions(ctx, "i-0000000000000000a", OptionChanges{HTTPTokens: ptr("required"), HTTPPutResponseHopLimit: ptr(3), InstanceMetadataTags: ptr("enabled")})
 	if err != nil {
 		t.Fatal(err)
@@ -189,17 +189,17 @@ func TestModifyAndTags(t *testing.T) {
 	if _, err := r.ModifyOptions(ctx, "i-0000000000000000f", OptionChanges{HTTPTokens: ptr("required")}); !errors.As(err, &nf) {
 		t.Errorf("unknown instance: %v", err)
 	}
-	if err := r.CreateTags(ctx, []string{"i-0000000000000000a"}, config.OrderedMap{{"Env", "prod"}, {"Name", "b"}}); err != nil {
+	if err := r.CreateTags(ctx, []string{"i-0000000000000000a"}, config.OrderedMap{{Key: "Env", Value: "prod"}, {Key: "Name", Value: "b"}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.CreateTags(ctx, []string{"i-0000000000000000a"}, config.OrderedMap{{"bad key", "x"}}); !errors.As(err, &inv) {
+	if err := r.CreateTags(ctx, []string{"i-0000000000000000a"}, config.OrderedMap{{Key: "bad key", Value: "x"}}); !errors.As(err, &inv) {
 		t.Errorf("a tag key metadata cannot show: %v", err)
 	}
 	if err := r.DeleteTags(ctx, []string{"i-0000000000000000a"}, []TagRef{{Key: "Env", Value: ptr("dev")}}); err != nil {
 		t.Fatal(err)
 	}
 	in, _ = r.Instance(ctx, "i-0000000000000000a")
-	if diff := cmp.Diff(config.OrderedMap{{"Name", "b"}, {"Env", "prod"}}, in.Spec.Tags); diff != "" {
+	if diff := cmp.Diff(config.OrderedMap{{Key: "Name", Value: "b"}, {Key: "Env", Value: "prod"}}, in.Spec.Tags); diff != "" {
 		t.Errorf("tags (-want +got):\n%s", diff)
 	}
 	r.DeleteTags(ctx, []string{"i-0000000000000000a"}, []TagRef{{Key: "Env"}})

@@ -1,8 +1,477 @@
 package controlplane
 
-import "net/http"
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
 
-// ec2Query serves the EC2 Query API. (placeholder)
+	"github.com/imds/imds/internal/registry"
+)
+
+// EC2Namespace is the XML namespace of EC2 API version 2016-11-15.
+const EC2Namespace = "http://ec2.amazonaws.com/doc/2016-11-15/"
+
+// ec2Error is an EC2 API error: HTTP status, code and message, as EC2
+// answers them.
+type ec2Error struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *ec2Error) Error() string { return e.code + ": " + e.msg }
+
+func errMissing(param string) *ec2Error {
+	return &ec2Error{http.StatusBadRequest, "MissingParameter", "The request must contain the parameter " + param}
+}
+
+func errInvalid(format string, args ...any) *ec2Error {
+	return &ec2Error{http.StatusBadRequest, "InvalidParameterValue", fmt.Sprintf(format, args...)}
+}
+
+// errDryRun is EC2's answer to a valid request with DryRun=true.
+var errDryRun = &ec2Error{http.StatusPreconditionFailed, "DryRunOperation", "Request would have succeeded, but DryRun flag is set."}
+
+// ec2Head is what every EC2 response starts with; the writer fills it.
+type ec2Head struct {
+	Xmlns     string `xml:"xmlns,attr"`
+	RequestID string `xml:"requestId"`
+}
+
+func (h *ec2Head) setHead(requestID string) { h.Xmlns, h.RequestID = EC2Namespace, requestID }
+
+type ec2Response interface{ setHead(requestID string) }
+
+// ec2Call is one request of the Query API.
+type ec2Call struct {
+	action    string
+	form      url.Values
+	caller    Caller
+	requestID string
+}
+
+type ec2Action func(h *Handler, ctx context.Context, c *ec2Call) (ec2Response, error)
+
+// ec2Actions are the actions the Query API serves.
+var ec2Actions = map[string]ec2Action{
+	"ModifyInstanceMetadataOptions":  (*Handler).modifyInstanceMetadataOptions,
+	"DescribeInstances":              (*Handler).describeInstances,
+	"ModifyInstanceMetadataDefaults": (*Handler).modifyInstanceMetadataDefaults,
+	"GetInstanceMetadataDefaults":    (*Handler).getInstanceMetadataDefaults,
+	"CreateTags":                     (*Handler).createTags,
+	"DeleteTags":                     (*Handler).deleteTags,
+	"RegisterImage":                  (*Handler).registerImage,
+	"ModifyImageAttribute":           (*Handler).modifyImageAttribute,
+	"DescribeImageAttribute":         (*Handler).describeImageAttribute,
+}
+
+// ec2Query serves the EC2 Query API: Action=... and its parameters in a
+// form body (POST) or the query string (GET).
 func (h *Handler) ec2Query(w http.ResponseWriter, r *http.Request) {
-	http.Error(w, "not implemented", http.StatusNotImplemented)
+	requestID := newRequestID()
+	if err := r.ParseForm(); err != nil {
+		writeEC2Error(w, http.StatusBadRequest, "MalformedQueryString", "The query string is malformed.", requestID)
+		return
+	}
+	c := &ec2Call{action: r.Form.Get("Action"), form: r.Form, requestID: requestID}
+	c.caller, _ = CallerFrom(r.Context())
+	var (
+		resp ec2Response
+		err  error
+	)
+	if c.action == "" {
+		err = &ec2Error{http.StatusBadRequest, "MissingAction", "The request must contain the parameter Action"}
+	} else if act, ok := ec2Actions[c.action]; !ok {
+		err = &ec2Error{http.StatusBadRequest, "InvalidAction", fmt.Sprintf("The action %s is not valid for this web service.", c.action)}
+	} else {
+		resp, err = act(h, r.Context(), c)
+	}
+	if err != nil {
+		e := h.ec2ErrorFor(c, err)
+		writeEC2Error(w, e.status, e.code, e.msg, requestID)
+		return
+	}
+	resp.setHead(requestID)
+	body, err := xml.MarshalIndent(resp, "", "    ")
+	if err != nil {
+		h.log.Error("encode EC2 response", "component", "controlplane", "action", c.action, "err", err)
+		writeEC2Error(w, http.StatusInternalServerError, "InternalError", "An internal error has occurred", requestID)
+		return
+	}
+	w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
+	w.WriteHeader(http.StatusOK)
+	w.Write([]byte(xml.Header))
+	w.Write(body)
+	w.Write([]byte("\n"))
+}
+
+// ec2ErrorFor is the one place where errors become EC2 error codes.
+func (h *Handler) ec2ErrorFor(c *ec2Call, err error) *ec2Error {
+	var (
+		e   *ec2Error
+		nf  *registry.NotFoundError
+		inv *registry.InvalidError
+	)
+	switch {
+	case errors.As(err, &e):
+		return e
+	case errors.As(err, &nf) && nf.Kind == "instance":
+		return errInstanceNotFound(nf.ID)
+	case errors.As(err, &nf) && nf.Kind == "image":
+		return errImageNotFound(nf.ID)
+	case errors.As(err, &nf):
+		return errInvalid("%s", err.Error())
+	case errors.As(err, &inv):
+		return errInvalid("%s", strings.ReplaceAll(err.Error(), "\n", "; "))
+	case errors.Is(err, registry.ErrConflict):
+		return &ec2Error{http.StatusBadRequest, "IncorrectState", err.Error()}
+	}
+	h.log.Error("EC2 action failed", "component", "controlplane", "action", c.action,
+		"operator", c.caller.AccessKeyID, "request_id", c.requestID, "err", err)
+	return &ec2Error{http.StatusInternalServerError, "InternalError", "An internal error has occurred"}
+}
+
+// writeEC2Error writes EC2's error document, the shape the SDKs parse.
+func writeEC2Error(w http.ResponseWriter, status int, code, msg string, requestID ...string) {
+	id := newRequestID()
+	if len(requestID) > 0 {
+		id = requestID[0]
+	}
+	body := xml.Header + "<Response><Errors><Error><Code>" + xmlText.Replace(code) +
+		"</Code><Message>" + xmlText.Replace(msg) +
+		"</Message></Error></Errors><RequestID>" + xmlText.Replace(id) + "</RequestID></Response>"
+	w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
+	w.WriteHeader(status)
+	w.Write([]byte(body))
+}
+
+// xmlText escapes character data as EC2 does, leaving quotes as they are.
+var xmlText = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
+// writeAuthJSON writes the admin API's error shape for a refused request.
+func writeAuthJSON(w http.ResponseWriter, status int, code, msg string) {
+	type errBody struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}
+	body, _ := json.Marshal(map[string]errBody{"error": {code, msg}})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(body, '\n'))
+}
+
+// newRequestID is a random UUID, as EC2's request ids are.
+func newRequestID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+// --- parameters ---
+
+var (
+	instanceIDRe = regexp.MustCompile(`^i-[0-9a-f]{8}([0-9a-f]{9})?$`)
+	imageIDRe    = regexp.MustCompile(`^ami-[0-9a-f]{8}([0-9a-f]{9})?$`)
+)
+
+func errInstanceNotFound(ids ...string) *ec2Error {
+	if len(ids) == 1 {
+		return &ec2Error{http.StatusBadRequest, "InvalidInstanceID.NotFound", fmt.Sprintf("The instance ID '%s' does not exist", ids[0])}
+	}
+	return &ec2Error{http.StatusBadRequest, "InvalidInstanceID.NotFound", fmt.Sprintf("The instance IDs '%s' do not exist", strings.Join(ids, ", "))}
+}
+
+func errImageNotFound(id string) *ec2Error {
+	return &ec2Error{http.StatusBadRequest, "InvalidAMIID.NotFound", fmt.Sprintf("The image id '[%s]' does not exist", id)}
+}
+
+func checkInstanceID(id string) error {
+	if !instanceIDRe.MatchString(id) {
+		return &ec2Error{http.StatusBadRequest, "InvalidInstanceID.Malformed", fmt.Sprintf("Invalid id: %q", id)}
+	}
+	return nil
+}
+
+func checkImageID(id string) error {
+	if !imageIDRe.MatchString(id) {
+		return &ec2Error{http.StatusBadRequest, "InvalidAMIID.Malformed", fmt.Sprintf("Invalid id: %q (expecting \"ami-...\")", id)}
+	}
+	return nil
+}
+
+// str returns a parameter and whether it was given.
+func (c *ec2Call) str(name string) (*string, bool) {
+	vs, ok := c.form[name]
+	if !ok || len(vs) == 0 {
+		return nil, false
+	}
+	return &vs[0], true
+}
+
+func (c *ec2Call) required(name string) (string, error) {
+	v, ok := c.str(name)
+	if !ok || *v == "" {
+		return "", errMissing(name)
+	}
+	return *v, nil
+}
+
+func (c *ec2Call) integer(name string) (*int, error) {
+	v, ok := c.str(name)
+	if !ok {
+		return nil, nil
+	}
+	n, err := strconv.Atoi(*v)
+	if err != nil {
+		return nil, errInvalid("Value (%s) for parameter %s is invalid. Expecting an integer.", *v, name)
+	}
+	return &n, nil
+}
+
+func (c *ec2Call) boolean(name string) (bool, error) {
+	v, ok := c.str(name)
+	if !ok {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(*v)
+	if err != nil {
+		return false, errInvalid("Value (%s) for parameter %s is invalid. Expecting true or false.", *v, name)
+	}
+	return b, nil
+}
+
+// enum returns an optional parameter that must be one of allowed.
+func (c *ec2Call) enum(name string, allowed ...string) (*string, error) {
+	v, ok := c.str(name)
+	if ok && !slices.Contains(allowed, *v) {
+		return nil, errInvalid("Value (%s) for parameter %s is invalid. Expecting one of: %s.", *v, name, strings.Join(allowed, ", "))
+	}
+	return v, nil
+}
+
+// dryRun answers DryRunOperation when DryRun=true; call it once the request
+// has been validated, as EC2 checks a dry run fully.
+func (c *ec2Call) dryRun() error {
+	dr, err := c.boolean("DryRun")
+	if err != nil {
+		return err
+	}
+	if dr {
+		return errDryRun
+	}
+	return nil
+}
+
+// indices returns the N of every parameter prefix.N or prefix.N.*, in order.
+func (c *ec2Call) indices(prefix string) ([]int, error) {
+	var out []int
+	for k := range c.form {
+		rest, ok := strings.CutPrefix(k, prefix+".")
+		if !ok {
+			continue
+		}
+		num, _, _ := strings.Cut(rest, ".")
+		n, err := strconv.Atoi(num)
+		if err != nil || n < 1 {
+			return nil, errInvalid("The parameter %s is not a valid list member.", k)
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// list returns the values of prefix.1, prefix.2, ...
+func (c *ec2Call) list(prefix string) ([]string, error) {
+	idx, err := c.indices(prefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(idx))
+	for _, i := range idx {
+		v, ok := c.str(fmt.Sprintf("%s.%d", prefix, i))
+		if !ok {
+			return nil, errInvalid("The parameter %s.%d is not a valid list member.", prefix, i)
+		}
+		out = append(out, *v)
+	}
+	return out, nil
+}
+
+func (h *Handler) audit(c *ec2Call, attrs ...any) {
+	h.log.Info("EC2 "+c.action, append([]any{"component", "controlplane",
+		"operator", c.caller.AccessKeyID, "region", c.caller.Region, "request_id", c.requestID}, attrs...)...)
+}
+
+// --- ModifyInstanceMetadataOptions ---
+
+type metadataOptionsXML struct {
+	State                   string `xml:"state"`
+	HTTPTokens              string `xml:"httpTokens"`
+	HTTPPutResponseHopLimit int    `xml:"httpPutResponseHopLimit"`
+	HTTPEndpoint            string `xml:"httpEndpoint"`
+	HTTPProtocolIPv6        string `xml:"httpProtocolIpv6"`
+	InstanceMetadataTags    string `xml:"instanceMetadataTags"`
+}
+
+func optionsXML(o registry.Options, state string) metadataOptionsXML {
+	return metadataOptionsXML{
+		State:                   state,
+		HTTPTokens:              o.HTTPTokens,
+		HTTPPutResponseHopLimit: o.HTTPPutResponseHopLimit,
+		HTTPEndpoint:            o.HTTPEndpoint,
+		HTTPProtocolIPv6:        o.HTTPProtocolIPv6,
+		InstanceMetadataTags:    o.InstanceMetadataTags,
+	}
+}
+
+type modifyInstanceMetadataOptionsResponse struct {
+	XMLName xml.Name `xml:"ModifyInstanceMetadataOptionsResponse"`
+	ec2Head
+	InstanceID string             `xml:"instanceId"`
+	Options    metadataOptionsXML `xml:"instanceMetadataOptions"`
+}
+
+func (h *Handler) modifyInstanceMetadataOptions(ctx context.Context, c *ec2Call) (ec2Response, error) {
+	id, err := c.required("InstanceId")
+	if err != nil {
+		return nil, err
+	}
+	if err := checkInstanceID(id); err != nil {
+		return nil, err
+	}
+	var ch registry.OptionChanges
+	var errs []error
+	add := func(err error) { errs = append(errs, err) }
+	ch.HTTPTokens, err = c.enum("HttpTokens", "optional", "required")
+	add(err)
+	ch.HTTPPutResponseHopLimit, err = c.integer("HttpPutResponseHopLimit")
+	add(err)
+	ch.HTTPEndpoint, err = c.enum("HttpEndpoint", "enabled", "disabled")
+	add(err)
+	ch.HTTPProtocolIPv6, err = c.enum("HttpProtocolIpv6", "enabled", "disabled")
+	add(err)
+	ch.InstanceMetadataTags, err = c.enum("InstanceMetadataTags", "enabled", "disabled")
+	add(err)
+	if err := firstEC2Error(errs); err != nil {
+		return nil, err
+	}
+	if hl := ch.HTTPPutResponseHopLimit; hl != nil && (*hl < 1 || *hl > 64) {
+		return nil, errInvalid("Value (%d) for parameter HttpPutResponseHopLimit is invalid. Expecting a value from 1 to 64.", *hl)
+	}
+	if _, err := h.o.Registry.Instance(ctx, id); err != nil {
+		return nil, err
+	}
+	if err := c.dryRun(); err != nil {
+		return nil, err
+	}
+	in, err := h.o.Registry.ModifyOptions(ctx, id, ch)
+	if err != nil {
+		return nil, err
+	}
+	h.audit(c, "instance", id, "options", in.Options)
+	return &modifyInstanceMetadataOptionsResponse{
+		InstanceID: id,
+		// EC2 answers "pending" while it applies the change; here it is in
+		// force for the next request, and DescribeInstances says "applied".
+		Options: optionsXML(in.Options, "pending"),
+	}, nil
+}
+
+func firstEC2Error(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// --- account defaults ---
+
+type returnResponse struct {
+	XMLName xml.Name
+	ec2Head
+	Return bool `xml:"return"`
+}
+
+func returnTrue(action string) *returnResponse {
+	return &returnResponse{XMLName: xml.Name{Local: action + "Response"}, Return: true}
+}
+
+func (h *Handler) modifyInstanceMetadataDefaults(ctx context.Context, c *ec2Call) (ec2Response, error) {
+	var ch registry.DefaultChanges
+	var errs []error
+	var err error
+	ch.HTTPTokens, err = c.enum("HttpTokens", "optional", "required", "no-preference")
+	errs = append(errs, err)
+	ch.HTTPPutResponseHopLimit, err = c.integer("HttpPutResponseHopLimit")
+	errs = append(errs, err)
+	ch.HTTPEndpoint, err = c.enum("HttpEndpoint", "enabled", "disabled", "no-preference")
+	errs = append(errs, err)
+	ch.InstanceMetadataTags, err = c.enum("InstanceMetadataTags", "enabled", "disabled", "no-preference")
+	errs = append(errs, err)
+	ch.HTTPTokensEnforced, err = c.enum("HttpTokensEnforced", "enabled", "disabled", "no-preference")
+	errs = append(errs, err)
+	if err := firstEC2Error(errs); err != nil {
+		return nil, err
+	}
+	if hl := ch.HTTPPutResponseHopLimit; hl != nil && *hl != -1 && (*hl < 1 || *hl > 64) {
+		return nil, errInvalid("Value (%d) for parameter HttpPutResponseHopLimit is invalid. Expecting a value from 1 to 64, or -1 for no preference.", *hl)
+	}
+	if err := c.dryRun(); err != nil {
+		return nil, err
+	}
+	d, err := h.o.Registry.ModifyDefaults(ctx, c.caller.Region, ch)
+	if err != nil {
+		return nil, err
+	}
+	h.audit(c, "defaults", d)
+	return returnTrue(c.action), nil
+}
+
+type accountLevelXML struct {
+	HTTPTokens              string `xml:"httpTokens,omitempty"`
+	HTTPPutResponseHopLimit int    `xml:"httpPutResponseHopLimit,omitempty"`
+	HTTPEndpoint            string `xml:"httpEndpoint,omitempty"`
+	InstanceMetadataTags    string `xml:"instanceMetadataTags,omitempty"`
+	ManagedBy               string `xml:"managedBy"`
+	HTTPTokensEnforced      string `xml:"httpTokensEnforced,omitempty"`
+}
+
+type getInstanceMetadataDefaultsResponse struct {
+	XMLName xml.Name `xml:"GetInstanceMetadataDefaultsResponse"`
+	ec2Head
+	AccountLevel accountLevelXML `xml:"accountLevel"`
+}
+
+func (h *Handler) getInstanceMetadataDefaults(ctx context.Context, c *ec2Call) (ec2Response, error) {
+	if err := c.dryRun(); err != nil {
+		return nil, err
+	}
+	d, err := h.o.Registry.Defaults(ctx, c.caller.Region)
+	if err != nil {
+		return nil, err
+	}
+	return &getInstanceMetadataDefaultsResponse{AccountLevel: accountLevelXML{
+		HTTPTokens:              d.HTTPTokens,
+		HTTPPutResponseHopLimit: d.HTTPPutResponseHopLimit,
+		HTTPEndpoint:            d.HTTPEndpoint,
+		InstanceMetadataTags:    d.InstanceMetadataTags,
+		ManagedBy:               "account",
+		HTTPTokensEnforced:      d.HTTPTokensEnforced,
+	}}, nil
 }

@@ -193,7 +193,9 @@ func (b *Builder) Snapshot(set Settings) *Snapshot {
 	return s
 }
 
-func (b *Builder) build(rec *registry.Instance) *Entry {
+// MetadataInstance is the instance a record describes, with every derived
+// field filled in: what the data plane serves and DescribeInstances shows.
+func MetadataInstance(rec *registry.Instance) *metadata.Instance {
 	in := instanceFromSpec(&rec.Spec)
 	in.LaunchTime = rec.LaunchTime
 	in.Options = metadata.Options{
@@ -204,6 +206,11 @@ func (b *Builder) build(rec *registry.Instance) *Entry {
 		TagsEnabled:     rec.Options.InstanceMetadataTags == "enabled",
 	}
 	in.Derive()
+	return in
+}
+
+func (b *Builder) build(rec *registry.Instance) *Entry {
+	in := MetadataInstance(rec)
 	src := metadata.Sources{Sign: b.sign}
 	if b.creds != nil {
 		sub := credentials.Subject{Role: in.Role, InstanceID: in.ID, V1: !in.Options.TokensRequired}

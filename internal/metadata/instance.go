@@ -98,7 +98,7 @@ func (in *Instance) Derive() {
 	def(&in.InstanceType, "t3.micro")
 	def(&in.Architecture, archOf(in.InstanceType))
 	def(&in.LocalIPv4, in.derivedIPv4(h("ip", 4)))
-	def(&in.MAC, "0e:"+strings.Join(pairs(h("mac", 8)), ":"))
+	def(&in.MAC, "0e:"+strings.Join(pairs(h("mac", 10)), ":"))
 	in.MAC = strings.ToLower(in.MAC)
 	def(&in.Hostname, privateDNS(in.LocalIPv4, in.Region))
 	if in.PublicIPv4 != "" {

@@ -1,0 +1,335 @@
+// Package adminclient is a client of the control plane's JSON admin API, as
+// the imds command line uses it: requests signed with SigV4 by an operator
+// key, answers decoded into the control plane's own types.
+package adminclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/imds/imds/internal/config"
+	"github.com/imds/imds/internal/controlplane"
+)
+
+// Defaults of the client.
+const (
+	DefaultURL = "http://127.0.0.1:1339"
+	// Region and Service are the SigV4 credential scope of admin requests.
+	Region  = "us-east-1"
+	Service = "imds"
+	// DefaultTimeout bounds one request.
+	DefaultTimeout = 30 * time.Second
+)
+
+// Options configure a Client.
+type Options struct {
+	// URL is the control plane's base URL; DefaultURL when empty.
+	URL         string
+	Credentials Credentials
+	// HTTPClient is http.Client{Timeout: DefaultTimeout} when nil.
+	HTTPClient *http.Client
+	// Now is the signing clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Client calls the admin API.
+type Client struct {
+	base  *url.URL
+	creds Credentials
+	hc    *http.Client
+	now   func() time.Time
+}
+
+// New returns a client of the control plane at o.URL.
+func New(o Options) (*Client, error) {
+	if o.URL == "" {
+		o.URL = DefaultURL
+	}
+	u, err := url.Parse(o.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("admin URL %q: want http://HOST:PORT or https://HOST:PORT", o.URL)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: DefaultTimeout}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Client{base: u, creds: o.Credentials, hc: o.HTTPClient, now: o.Now}, nil
+}
+
+// URL is the control plane's base URL.
+func (c *Client) URL() string { return c.base.String() }
+
+// Error is an error answer of the admin API.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string {
+	if e.Message == "" {
+		return fmt.Sprintf("%d %s", e.Status, e.Code)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}
+
+// UnreachableError: the control plane did not answer.
+type UnreachableError struct {
+	URL string
+	Err error
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("no answer from the control plane at %s: %v", e.URL, e.Err)
+}
+
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// Cond is the condition of a write: IfMatch a revision (the record must be
+// at that revision), or Create (the record must not exist). The zero Cond
+// writes whatever is there.
+type Cond struct {
+	IfMatch int64
+	Create  bool
+}
+
+func (cd Cond) header() http.Header {
+	h := http.Header{}
+	if cd.IfMatch > 0 {
+		h.Set("If-Match", strconv.Quote(strconv.FormatInt(cd.IfMatch, 10)))
+	}
+	if cd.Create {
+		h.Set("If-None-Match", "*")
+	}
+	return h
+}
+
+// do sends a signed request and decodes a 2xx answer into out (if not nil).
+// It returns the answer's status.
+func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, body []byte, out any) (int, error) {
+	u := *c.base
+	u.Path += path
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	if body == nil {
+		req.Body, req.ContentLength = http.NoBody, 0
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	req.Header.Set("Accept", "application/json")
+	if err := controlplane.SignRequest(req, body, c.creds.AccessKeyID, c.creds.SecretAccessKey, Region, Service, c.now()); err != nil {
+		return 0, err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return 0, &UnreachableError{URL: c.base.String(), Err: err}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return 0, &UnreachableError{URL: c.base.String(), Err: err}
+	}
+	if resp.StatusCode/100 != 2 {
+		e := &Error{Status: resp.StatusCode, Code: http.StatusText(resp.StatusCode)}
+		var eb controlplane.ErrorBody
+		if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
+			e.Code, e.Message = eb.Error.Code, eb.Error.Message
+		} else {
+			e.Message = strings.TrimSpace(string(data))
+			if len(e.Message) > 200 {
+				e.Message = e.Message[:200] + "..."
+			}
+		}
+		return resp.StatusCode, e
+	}
+	if out != nil && resp.StatusCode != http.StatusNoContent {
+		if err := json.Unmarshal(data, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("decode the answer to %s %s: %w", method, path, err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+func jsonBody(v any) (http.Header, []byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, nil, err
+	}
+	return http.Header{"Content-Type": {"application/json"}}, b, nil
+}
+
+func merge(a, b http.Header) http.Header {
+	for k, v := range b {
+		a[k] = v
+	}
+	return a
+}
+
+func seg(s string) string { return "/" + url.PathEscape(s) }
+
+// --- instances ---
+
+// Instances lists the instances, sorted by id.
+func (c *Client) Instances(ctx context.Context) ([]controlplane.InstanceSummary, error) {
+	var out controlplane.InstanceList
+	_, err := c.do(ctx, http.MethodGet, "/v1/instances", nil, nil, &out)
+	return out.Instances, err
+}
+
+// Instance returns one instance.
+func (c *Client) Instance(ctx context.Context, id string) (*controlplane.InstanceRecord, error) {
+	var out controlplane.InstanceRecord
+	if _, err := c.do(ctx, http.MethodGet, "/v1/instances"+seg(id), nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// PutInstance registers an instance or replaces its spec; created tells which.
+func (c *Client) PutInstance(ctx context.Context, spec config.Instance, cond Cond) (rec *controlplane.InstanceRecord, created bool, err error) {
+	hdr, body, err := jsonBody(spec)
+	if err != nil {
+		return nil, false, err
+	}
+	var out controlplane.InstanceRecord
+	status, err := c.do(ctx, http.MethodPut, "/v1/instances"+seg(spec.InstanceID), merge(hdr, cond.header()), body, &out)
+	if err != nil {
+		return nil, false, err
+	}
+	return &out, status == http.StatusCreated, nil
+}
+
+// DeleteInstance removes an instance.
+func (c *Client) DeleteInstance(ctx context.Context, id string, cond Cond) error {
+	_, err := c.do(ctx, http.MethodDelete, "/v1/instances"+seg(id), cond.header(), nil, nil)
+	return err
+}
+
+// AddEvent injects a Spot interruption, a rebalance recommendation or a
+// maintenance event into an instance's metadata.
+func (c *Client) AddEvent(ctx context.Context, id string, ev controlplane.EventRequest) (*controlplane.InstanceRecord, error) {
+	hdr, body, err := jsonBody(ev)
+	if err != nil {
+		return nil, err
+	}
+	var out controlplane.InstanceRecord
+	if _, err := c.do(ctx, http.MethodPost, "/v1/instances"+seg(id)+"/events", hdr, body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ClearEvents removes an instance's Spot interruption, rebalance
+// recommendation and maintenance events.
+func (c *Client) ClearEvents(ctx context.Context, id string) (*controlplane.InstanceRecord, error) {
+	var out controlplane.InstanceRecord
+	if _, err := c.do(ctx, http.MethodDelete, "/v1/instances"+seg(id)+"/events", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// --- roles ---
+
+// Roles lists the roles, sorted by name, without their secret keys.
+func (c *Client) Roles(ctx context.Context) ([]controlplane.RoleRecord, error) {
+	var out controlplane.RoleList
+	_, err := c.do(ctx, http.MethodGet, "/v1/roles", nil, nil, &out)
+	return out.Roles, err
+}
+
+// Role returns one role without its secret keys.
+func (c *Client) Role(ctx context.Context, name string) (*controlplane.RoleRecord, error) {
+	var out controlplane.RoleRecord
+	if _, err := c.do(ctx, http.MethodGet, "/v1/roles"+seg(name), nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// PutRole creates or replaces a role; created tells which.
+func (c *Client) PutRole(ctx context.Context, name string, role *config.Role, cond Cond) (rec *controlplane.RoleRecord, created bool, err error) {
+	// A role has YAML keys only: send it as YAML.
+	body, err := yaml.Marshal(role)
+	if err != nil {
+		return nil, false, err
+	}
+	hdr := http.Header{"Content-Type": {"application/yaml"}}
+	var out controlplane.RoleRecord
+	status, err := c.do(ctx, http.MethodPut, "/v1/roles"+seg(name), merge(hdr, cond.header()), body, &out)
+	if err != nil {
+		return nil, false, err
+	}
+	return &out, status == http.StatusCreated, nil
+}
+
+// DeleteRole removes a role.
+func (c *Client) DeleteRole(ctx context.Context, name string, cond Cond) error {
+	_, err := c.do(ctx, http.MethodDelete, "/v1/roles"+seg(name), cond.header(), nil, nil)
+	return err
+}
+
+// --- relays ---
+
+// Relays lists the relays, sorted by name, without their secrets.
+func (c *Client) Relays(ctx context.Context) ([]controlplane.RelayRecord, error) {
+	var out controlplane.RelayList
+	_, err := c.do(ctx, http.MethodGet, "/v1/relays", nil, nil, &out)
+	return out.Relays, err
+}
+
+// PutRelay creates or replaces a relay. With a nil secret the server makes
+// one and returns it, in this answer only.
+func (c *Client) PutRelay(ctx context.Context, name string, addresses []string, secret []byte) (*controlplane.RelayRecord, error) {
+	hdr, body, err := jsonBody(controlplane.RelayPut{Addresses: addresses, Secret: secret})
+	if err != nil {
+		return nil, err
+	}
+	var out controlplane.RelayRecord
+	if _, err := c.do(ctx, http.MethodPut, "/v1/relays"+seg(name), hdr, body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// DeleteRelay removes a relay.
+func (c *Client) DeleteRelay(ctx context.Context, name string) error {
+	_, err := c.do(ctx, http.MethodDelete, "/v1/relays"+seg(name), nil, nil, nil)
+	return err
+}
+
+// --- keys ---
+
+// RotateTokenKey makes a new IMDSv2 token signing key. Tokens signed with
+// the previous keys stay valid until they expire.
+func (c *Client) RotateTokenKey(ctx context.Context) (*controlplane.TokenKeys, error) {
+	var out controlplane.TokenKeys
+	if _, err := c.do(ctx, http.MethodPost, "/v1/keys/token/rotate", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

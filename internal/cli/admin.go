@@ -1,0 +1,191 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/imds/imds/internal/adminclient"
+)
+
+// adminFlags are the flags of the commands that talk to the control plane.
+type adminFlags struct {
+	url, credentials, dataDir string
+}
+
+const adminHelp = `
+These commands call the control plane's admin API at --admin-url (default
+` + adminclient.DefaultURL + `, or IMDS_ADMIN_URL), signing each request with an
+operator key: from --credentials FILE if given, else from IMDS_ACCESS_KEY_ID and
+IMDS_SECRET_ACCESS_KEY, else from the file imds serve writes on first start,
+DATA_DIR/credentials. The file is an AWS shared-credentials file whose [imds]
+profile holds aws_access_key_id and aws_secret_access_key.`
+
+// newAdminGroup returns a command group whose subcommands share the admin flags.
+func newAdminGroup(use, short string, f *adminFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short, Long: short + ".\n" + adminHelp, Args: cobra.NoArgs}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&f.url, "admin-url", adminclient.DefaultURL, "the control plane's URL (env IMDS_ADMIN_URL)")
+	pf.StringVar(&f.credentials, "credentials", "", "shared-credentials file with an [imds] profile (default DATA_DIR/credentials)")
+	pf.StringVar(&f.dataDir, "data-dir", defaultDataDir(), "the server's data directory, where it writes credentials")
+	return cmd
+}
+
+// client builds the admin client from the flags and the environment.
+func (f *adminFlags) client(cmd *cobra.Command) (*adminclient.Client, error) {
+	u := f.url
+	if !cmd.Flags().Changed("admin-url") {
+		if env := os.Getenv("IMDS_ADMIN_URL"); env != "" {
+			u = env
+		}
+	}
+	creds, err := f.creds(cmd)
+	if err != nil {
+		return nil, err
+	}
+	c, err := adminclient.New(adminclient.Options{URL: u, Credentials: creds})
+	if err != nil {
+		return nil, &exitError{ExitUsage, err}
+	}
+	return c, nil
+}
+
+func (f *adminFlags) creds(cmd *cobra.Command) (adminclient.Credentials, error) {
+	if cmd.Flags().Changed("credentials") {
+		c, err := adminclient.ReadCredentialsFile(f.credentials)
+		if err != nil {
+			return c, &exitError{ExitFailure, err}
+		}
+		return c, nil
+	}
+	id, secret := os.Getenv("IMDS_ACCESS_KEY_ID"), os.Getenv("IMDS_SECRET_ACCESS_KEY")
+	switch {
+	case id != "" && secret != "":
+		return adminclient.Credentials{AccessKeyID: id, SecretAccessKey: secret}, nil
+	case id != "" || secret != "":
+		return adminclient.Credentials{}, &exitError{ExitUsage, errors.New("set both IMDS_ACCESS_KEY_ID and IMDS_SECRET_ACCESS_KEY, or neither")}
+	}
+	path := filepath.Join(f.dataDir, "credentials")
+	c, err := adminclient.ReadCredentialsFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return c, &exitError{ExitFailure, fmt.Errorf("no operator credentials: %s does not exist (imds serve writes it on first start; "+
+			"give the server's --data-dir or --credentials FILE, or set IMDS_ACCESS_KEY_ID and IMDS_SECRET_ACCESS_KEY)", path)}
+	}
+	if err != nil {
+		return c, &exitError{ExitFailure, err}
+	}
+	return c, nil
+}
+
+// adminError turns a failed call into a message that says what to do, and
+// an exit code.
+func adminError(err error, c *adminclient.Client, what string) error {
+	var (
+		ue *adminclient.UnreachableError
+		ae *adminclient.Error
+	)
+	switch {
+	case errors.As(err, &ue):
+		return &exitError{ExitFailure, fmt.Errorf("%w\n(is imds serve running there? Point --admin-url or IMDS_ADMIN_URL at its control-plane listener)", err)}
+	case errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden):
+		return &exitError{ExitFailure, fmt.Errorf("the control plane at %s refused the credentials: %s: %s\n(check --credentials, IMDS_ACCESS_KEY_ID/IMDS_SECRET_ACCESS_KEY, or the server's --data-dir)", c.URL(), ae.Code, ae.Message)}
+	case errors.As(err, &ae) && ae.Status == http.StatusPreconditionFailed:
+		return &exitError{ExitFailure, fmt.Errorf("%s\n(someone else changed it: read it again and retry)", ae.Message)}
+	case errors.As(err, &ae) && ae.Status == http.StatusNotFound:
+		return &exitError{ExitFailure, errors.New(ae.Message)}
+	case errors.As(err, &ae) && ae.Status == http.StatusBadRequest:
+		return &exitError{ExitInvalid, fmt.Errorf("%s: refused:\n%s", what, ae.Message)}
+	case errors.As(err, &ae):
+		return &exitError{ExitFailure, fmt.Errorf("%s: %s", what, ae.Message)}
+	}
+	return &exitError{ExitFailure, fmt.Errorf("%s: %w", what, err)}
+}
+
+// usageArgs makes cobra's argument checks exit with ExitUsage.
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return &exitError{ExitUsage, err}
+		}
+		return nil
+	}
+}
+
+// checkFlags refuses, with ExitUsage, a command without each of required
+// and one that sets both flags of an exclusive pair. (Cobra's own checks
+// would exit with ExitFailure.)
+func checkFlags(cmd *cobra.Command, required []string, exclusive ...[2]string) error {
+	for _, name := range required {
+		if !cmd.Flags().Changed(name) {
+			return &exitError{ExitUsage, fmt.Errorf("--%s is required", name)}
+		}
+	}
+	for _, pair := range exclusive {
+		if cmd.Flags().Changed(pair[0]) && cmd.Flags().Changed(pair[1]) {
+			return &exitError{ExitUsage, fmt.Errorf("give --%s or --%s, not both", pair[0], pair[1])}
+		}
+	}
+	return nil
+}
+
+// outputFlag is -o/--output: table (the default), json or yaml.
+func outputFlag(cmd *cobra.Command, p *string, formats ...string) {
+	cmd.Flags().StringVarP(p, "output", "o", formats[0], fmt.Sprintf("output format: %v", formats))
+}
+
+func checkOutput(o string, formats ...string) error {
+	for _, f := range formats {
+		if o == f {
+			return nil
+		}
+	}
+	return &exitError{ExitUsage, fmt.Errorf("--output %q: want one of %v", o, formats)}
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// printYAML prints v as YAML with its JSON keys: v goes through JSON, whose
+// object order YAML keeps, and each node is set to block style.
+func printYAML(w io.Writer, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	var n yaml.Node
+	if err := yaml.Unmarshal(data, &n); err != nil {
+		return err
+	}
+	blockStyle(&n)
+	enc := yaml.NewEncoder(w)
+	enc.SetIndent(2)
+	if err := enc.Encode(&n); err != nil {
+		return err
+	}
+	return enc.Close()
+}
+
+func blockStyle(n *yaml.Node) {
+	n.Style = 0
+	for _, c := range n.Content {
+		blockStyle(c)
+	}
+}
+
+// readInput reads a file, or standard input for "-".
+func readInput(cmd *cobra.Command, path string) ([]byte, error) {
+	if path == "-" {
+		return io.ReadAll(cmd.InOrStdin())
+	}
+	return os.ReadFile(path)
+}

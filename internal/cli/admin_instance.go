@@ -1,0 +1,349 @@
+package cli
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/imds/imds/internal/adminclient"
+	"github.com/imds/imds/internal/config"
+	"github.com/imds/imds/internal/controlplane"
+)
+
+func newInstanceCmd() *cobra.Command {
+	f := &adminFlags{}
+	cmd := newAdminGroup("instance", "Register, list, change and remove instances", f)
+	cmd.AddCommand(newInstancePutCmd(f), newInstanceLsCmd(f), newInstanceGetCmd(f), newInstanceRmCmd(f), newInstanceEventCmd(f))
+	return cmd
+}
+
+func newInstancePutCmd(f *adminFlags) *cobra.Command {
+	var (
+		file    string
+		ifMatch int64
+		create  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "put -f FILE",
+		Short: "Register instances or replace their specs",
+		Long: `Register an instance, or replace its spec, from a YAML file: one instance
+in the format of an entry of instances: in the configuration file, or a file
+with an instances: list. -f - reads standard input.
+
+An instance's metadata options are resolved when it is registered; replacing
+its spec changes only the options the new spec sets differently.`,
+		Example: `  imds instance put -f vm.yaml
+  imds instance put -f vm.yaml --if-match 42   # only if nobody changed it since revision 42`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkFlags(cmd, []string{"file"}, [2]string{"if-match", "create"}); err != nil {
+				return err
+			}
+			data, err := readInput(cmd, file)
+			if err != nil {
+				return &exitError{ExitFailure, err}
+			}
+			specs, err := parseInstances(data)
+			if err != nil {
+				return &exitError{ExitInvalid, fmt.Errorf("%s: %w", file, err)}
+			}
+			if ifMatch != 0 && len(specs) > 1 {
+				return &exitError{ExitUsage, fmt.Errorf("--if-match needs a file with one instance; %s has %d", file, len(specs))}
+			}
+			c, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			for _, spec := range specs {
+				rec, created, err := c.PutInstance(cmd.Context(), spec, adminclient.Cond{IfMatch: ifMatch, Create: create})
+				if err != nil {
+					return adminError(err, c, "instance "+spec.InstanceID)
+				}
+				verb := "updated"
+				if created {
+					verb = "registered"
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s (revision %d)\n", rec.Spec.InstanceID, verb, rec.Revision)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "YAML file with the instance spec (- for standard input)")
+	cmd.Flags().Int64Var(&ifMatch, "if-match", 0, "replace only if the instance is at this revision")
+	cmd.Flags().BoolVar(&create, "create", false, "register only: fail if the instance exists")
+	return cmd
+}
+
+// parseInstances reads one instance spec, or the instances: list of a
+// configuration file. Unknown keys are refused.
+func parseInstances(data []byte) ([]config.Instance, error) {
+	var probe yaml.Node
+	if err := yaml.Unmarshal(data, &probe); err != nil {
+		return nil, errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if len(probe.Content) == 0 {
+		return nil, errors.New("no instance in the file")
+	}
+	decode := func(v any) error {
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(v); err != nil {
+			return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
+		}
+		return nil
+	}
+	if root := probe.Content[0]; root.Kind == yaml.MappingNode && slices.ContainsFunc(root.Content, func(n *yaml.Node) bool { return n.Value == "instances" }) {
+		var file struct {
+			Instances []config.Instance    `yaml:"instances"`
+			Other     map[string]yaml.Node `yaml:",inline"`
+		}
+		if err := decode(&file); err != nil {
+			return nil, err
+		}
+		for k, n := range file.Other {
+			return nil, fmt.Errorf("line %d: %s: only instances: is read here (put roles with imds role put)", n.Line, k)
+		}
+		if len(file.Instances) == 0 {
+			return nil, errors.New("instances: the list is empty")
+		}
+		for i, in := range file.Instances {
+			if in.InstanceID == "" {
+				return nil, fmt.Errorf("instances[%d].instance-id: required", i)
+			}
+		}
+		return file.Instances, nil
+	}
+	var in config.Instance
+	if err := decode(&in); err != nil {
+		return nil, err
+	}
+	if in.InstanceID == "" {
+		return nil, errors.New("instance-id: required")
+	}
+	return []config.Instance{in}, nil
+}
+
+func newInstanceLsCmd(f *adminFlags) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List the instances and their metadata options",
+		Args:    usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output, "table", "json"); err != nil {
+				return err
+			}
+			c, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			list, err := c.Instances(cmd.Context())
+			if err != nil {
+				return adminError(err, c, "list instances")
+			}
+			if output == "json" {
+				return printJSON(cmd.OutOrStdout(), controlplane.InstanceList{Instances: list})
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tADDRESSES\tTOKENS\tHOP\tENDPOINT\tREVISION")
+			for _, in := range list {
+				addrs := strings.Join(in.Addresses, ",")
+				if addrs == "" {
+					addrs = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\n", in.InstanceID, addrs, in.Options.HTTPTokens,
+					in.Options.HTTPPutResponseHopLimit, in.Options.HTTPEndpoint, in.Revision)
+			}
+			return tw.Flush()
+		},
+	}
+	outputFlag(cmd, &output, "table", "json")
+	return cmd
+}
+
+func newInstanceGetCmd(f *adminFlags) *cobra.Command {
+	var (
+		output   string
+		specOnly bool
+	)
+	cmd := &cobra.Command{
+		Use:   "get ID",
+		Short: "Show an instance: its spec, resolved options, launch time and revision",
+		Example: `  imds instance get i-0123456789abcdef0
+  imds instance get i-0123456789abcdef0 --spec > vm.yaml   # edit, then: imds instance put -f vm.yaml`,
+		Args: usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output, "yaml", "json"); err != nil {
+				return err
+			}
+			c, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			rec, err := c.Instance(cmd.Context(), args[0])
+			if err != nil {
+				return adminError(err, c, "instance "+args[0])
+			}
+			var v any = rec
+			if specOnly {
+				v = rec.Spec
+			}
+			if output == "json" {
+				return printJSON(cmd.OutOrStdout(), v)
+			}
+			return printYAML(cmd.OutOrStdout(), v)
+		},
+	}
+	outputFlag(cmd, &output, "yaml", "json")
+	cmd.Flags().BoolVar(&specOnly, "spec", false, "print only the spec, in the format instance put reads")
+	return cmd
+}
+
+func newInstanceRmCmd(f *adminFlags) *cobra.Command {
+	var ifMatch int64
+	cmd := &cobra.Command{
+		Use:     "rm ID...",
+		Aliases: []string{"delete"},
+		Short:   "Remove instances",
+		Args:    usageArgs(cobra.MinimumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if ifMatch != 0 && len(args) > 1 {
+				return &exitError{ExitUsage, errors.New("--if-match needs exactly one ID")}
+			}
+			c, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			for _, id := range args {
+				if err := c.DeleteInstance(cmd.Context(), id, adminclient.Cond{IfMatch: ifMatch}); err != nil {
+					return adminError(err, c, "instance "+id)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s removed\n", id)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().Int64Var(&ifMatch, "if-match", 0, "remove only if the instance is at this revision")
+	return cmd
+}
+
+func newInstanceEventCmd(f *adminFlags) *cobra.Command {
+	var (
+		spot, maintenance, at, description string
+		rebalance, clear                   bool
+		in, duration                       time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "event ID (--spot ACTION | --rebalance | --maintenance CODE | --clear)",
+		Short: "Inject a Spot interruption, rebalance recommendation or maintenance event",
+		Long: `Make an instance's metadata announce an event, as EC2 does, to test what
+runs inside it (a node termination handler, a drain script):
+
+  --spot ACTION        spot/instance-action (and spot/termination-time for
+                       terminate): ACTION is terminate, stop or hibernate, at
+                       --at, else in --in (default 2m, EC2's two-minute warning)
+  --rebalance          events/recommendations/rebalance, noticed now (or --at/--in)
+  --maintenance CODE   an entry of events/maintenance/scheduled: CODE is
+                       system-reboot, instance-reboot, system-maintenance,
+                       instance-retirement or instance-stop, from --at/--in
+                       for --duration (default 2h)
+  --clear              remove all of these
+
+The change is served from the next request.`,
+		Example: `  imds instance event i-0123456789abcdef0 --spot terminate --in 2m
+  imds instance event i-0123456789abcdef0 --rebalance
+  imds instance event i-0123456789abcdef0 --maintenance system-reboot --at 2026-03-02T03:00:00Z
+  imds instance event i-0123456789abcdef0 --clear`,
+		Args: usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFlags(cmd, nil, [2]string{"in", "at"}); err != nil {
+				return err
+			}
+			ev := controlplane.EventRequest{Time: at, Description: description}
+			n := 0
+			if spot != "" {
+				ev.Type, ev.Action = controlplane.EventSpot, spot
+				n++
+			}
+			if rebalance {
+				ev.Type = controlplane.EventRebalance
+				n++
+			}
+			if maintenance != "" {
+				ev.Type, ev.Code = controlplane.EventMaintenance, maintenance
+				n++
+			}
+			if clear {
+				n++
+			}
+			if n != 1 {
+				return &exitError{ExitUsage, errors.New("give one of --spot, --rebalance, --maintenance and --clear")}
+			}
+			if cmd.Flags().Changed("in") {
+				ev.In = in.String()
+			}
+			if cmd.Flags().Changed("duration") {
+				ev.Duration = duration.String()
+			}
+			if clear && (ev.Time != "" || ev.In != "" || ev.Duration != "" || ev.Description != "") {
+				return &exitError{ExitUsage, errors.New("--clear takes no other flag")}
+			}
+			c, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			var rec *controlplane.InstanceRecord
+			if clear {
+				rec, err = c.ClearEvents(cmd.Context(), args[0])
+			} else {
+				rec, err = c.AddEvent(cmd.Context(), args[0], ev)
+			}
+			if err != nil {
+				return adminError(err, c, "instance "+args[0])
+			}
+			printEvents(cmd, rec)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&spot, "spot", "", "announce a Spot interruption: terminate, stop or hibernate")
+	fl.BoolVar(&rebalance, "rebalance", false, "announce a rebalance recommendation")
+	fl.StringVar(&maintenance, "maintenance", "", "schedule a maintenance event with this code")
+	fl.BoolVar(&clear, "clear", false, "remove the instance's interruption, recommendation and maintenance events")
+	fl.DurationVar(&in, "in", 0, "when the event happens, from now")
+	fl.StringVar(&at, "at", "", "when the event happens, an RFC 3339 time")
+	fl.DurationVar(&duration, "duration", 0, "length of a maintenance window")
+	fl.StringVar(&description, "description", "", "description of a maintenance event")
+	return cmd
+}
+
+// printEvents says what the instance's metadata now announces.
+func printEvents(cmd *cobra.Command, rec *controlplane.InstanceRecord) {
+	w := cmd.OutOrStdout()
+	s := rec.Spec
+	none := true
+	if s.Spot != nil {
+		fmt.Fprintf(w, "%s: spot/instance-action %s at %s\n", s.InstanceID, s.Spot.Action, s.Spot.Time)
+		none = false
+	}
+	if s.Rebalance != "" {
+		fmt.Fprintf(w, "%s: events/recommendations/rebalance noticed at %s\n", s.InstanceID, s.Rebalance)
+		none = false
+	}
+	for _, e := range s.Events {
+		fmt.Fprintf(w, "%s: events/maintenance/scheduled %s %s from %s to %s (%s)\n", s.InstanceID, e.EventID, e.Code, e.NotBefore, e.NotAfter, e.State)
+		none = false
+	}
+	if none {
+		fmt.Fprintf(w, "%s: no events\n", s.InstanceID)
+	}
+	fmt.Fprintf(w, "revision %d\n", rec.Revision)
+}

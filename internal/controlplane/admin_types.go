@@ -1,0 +1,144 @@
+package controlplane
+
+import (
+	"time"
+
+	"github.com/imds/imds/internal/config"
+	"github.com/imds/imds/internal/registry"
+)
+
+// The JSON bodies of the admin API, shared with its client. Keys use the
+// configuration file's kebab-case spelling.
+
+// InstanceSummary is one entry of GET /v1/instances.
+type InstanceSummary struct {
+	InstanceID string           `json:"instance-id"`
+	Addresses  []string         `json:"addresses"`
+	Options    registry.Options `json:"options"`
+	Revision   int64            `json:"revision"`
+}
+
+// InstanceList is the answer of GET /v1/instances, sorted by id.
+type InstanceList struct {
+	Instances []InstanceSummary `json:"instances"`
+}
+
+// InstanceRecord is an instance as GET, PUT and the events endpoints return it.
+type InstanceRecord struct {
+	// Spec is what the operator gave, in the configuration file's format.
+	Spec config.Instance `json:"spec"`
+	// Options are the metadata options resolved at registration, changed since
+	// by ModifyInstanceMetadataOptions or the spec.
+	Options    registry.Options `json:"options"`
+	LaunchTime time.Time        `json:"launch-time"`
+	// FromConfig is set on instances registered from the configuration file.
+	// Changes made through the API survive a restart until the file's entry
+	// for the instance changes.
+	FromConfig bool  `json:"from-config,omitempty"`
+	Revision   int64 `json:"revision"`
+}
+
+// RoleRecord is a role as GET /v1/roles and /v1/roles/{name} return it: its
+// source in the configuration file's format, with secret keys left out.
+type RoleRecord struct {
+	Name string `json:"name"`
+	// Source is static, assume-role or process.
+	Source   string         `json:"source"`
+	Role     map[string]any `json:"role"`
+	Revision int64          `json:"revision"`
+}
+
+// RoleList is the answer of GET /v1/roles, sorted by name.
+type RoleList struct {
+	Roles []RoleRecord `json:"roles"`
+}
+
+// RelayPut is the body of PUT /v1/relays/{name}. An empty secret makes the
+// server generate one, returned once in the answer.
+type RelayPut struct {
+	Addresses []string `json:"addresses"`
+	// Secret is at least 16 bytes, base64 in JSON.
+	Secret []byte `json:"secret,omitempty"`
+}
+
+// RelayRecord is a relay. Secret is set only in the answer to a PUT that
+// generated it.
+type RelayRecord struct {
+	Name      string   `json:"name"`
+	Addresses []string `json:"addresses"`
+	Secret    []byte   `json:"secret,omitempty"`
+}
+
+// RelayList is the answer of GET /v1/relays, sorted by name.
+type RelayList struct {
+	Relays []RelayRecord `json:"relays"`
+}
+
+// TokenKeyInfo describes a token signing key without its secret.
+type TokenKeyInfo struct {
+	ID      uint16    `json:"id"`
+	Created time.Time `json:"created"`
+	Retired time.Time `json:"retired,omitzero"`
+}
+
+// TokenKeys is the answer of POST /v1/keys/token/rotate: the key that signs
+// new tokens, and every key still accepted.
+type TokenKeys struct {
+	Signing uint16         `json:"signing"`
+	Keys    []TokenKeyInfo `json:"keys"`
+}
+
+// Event types of POST /v1/instances/{id}/events.
+const (
+	EventSpot        = "spot"
+	EventRebalance   = "rebalance"
+	EventMaintenance = "maintenance"
+)
+
+// EventRequest is the body of POST /v1/instances/{id}/events: an interruption
+// or maintenance notice served in the instance's metadata from then on.
+type EventRequest struct {
+	// Type is spot, rebalance or maintenance.
+	Type string `json:"type"`
+	// Action of a Spot interruption: terminate (default), stop or hibernate.
+	Action string `json:"action,omitempty"`
+	// Code of a maintenance event: system-reboot (default), instance-reboot,
+	// system-maintenance, instance-retirement or instance-stop.
+	Code        string `json:"code,omitempty"`
+	Description string `json:"description,omitempty"`
+	// When the event happens: Time (RFC 3339), else now plus In (a Go
+	// duration such as 2m). In defaults to 2m for a Spot interruption, as
+	// EC2's two-minute warning, and to 0 otherwise.
+	Time string `json:"time,omitempty"`
+	In   string `json:"in,omitempty"`
+	// Duration is the length of a maintenance window; default 2h.
+	Duration string `json:"duration,omitempty"`
+}
+
+// ErrorBody is every error answer of the admin API.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is the code and message of an error answer.
+type ErrorDetail struct {
+	// Code is NotFound, InvalidParameter, Conflict, PreconditionFailed,
+	// MethodNotAllowed, RequestEntityTooLarge, UnsupportedMediaType,
+	// ServiceUnavailable or InternalError; authentication answers with
+	// EC2's codes (AuthFailure, MissingAuthenticationToken, RequestExpired).
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Error codes of ErrorDetail.
+const (
+	CodeNotFound             = "NotFound"
+	CodeInvalidParameter     = "InvalidParameter"
+	CodeConflict             = "Conflict"
+	CodePreconditionFailed   = "PreconditionFailed"
+	CodeMethodNotAllowed     = "MethodNotAllowed"
+	CodeRequestTooLarge      = "RequestEntityTooLarge"
+	CodeUnsupportedMediaType = "UnsupportedMediaType"
+	CodeServiceUnavailable   = "ServiceUnavailable"
+	CodeInternalError        = "InternalError"
+)

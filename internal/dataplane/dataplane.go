@@ -36,6 +36,7 @@ type Handler struct {
 	log       *slog.Logger
 	now       func() time.Time
 	keepAlive bool
+	metrics   *Metrics
 	versions  map[string]bool
 	versionLs []byte
 }
@@ -49,11 +50,13 @@ type Options struct {
 	// connection after one response, and so does imds unless this is set.
 	// Token responses always close: their packets carry the hop limit.
 	KeepAlive bool
+	// Metrics, when set, counts requests.
+	Metrics *Metrics
 }
 
 // New returns the data-plane handler for f, verifying tokens with ring.
 func New(f *fleet.Fleet, ring *token.Ring, o Options) *Handler {
-	h := &Handler{fleet: f, log: o.Logger, now: o.Now, keepAlive: o.KeepAlive, versions: map[string]bool{}}
+	h := &Handler{fleet: f, log: o.Logger, now: o.Now, keepAlive: o.KeepAlive, metrics: o.Metrics, versions: map[string]bool{}}
 	h.ring.Store(ring)
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
@@ -92,48 +95,71 @@ var (
 )
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.metrics.observe(h.serve(w, r))
+}
+
+// Route categories for metrics.
+const (
+	routeToken   = "token"
+	routeMeta    = "meta-data"
+	routeDynamic = "dynamic"
+	routeUser    = "user-data"
+	routeOther   = "other"
+)
+
+func routeOf(path string) string {
+	switch {
+	case path == tokenPath:
+		return routeToken
+	case strings.Contains(path, "/meta-data"):
+		return routeMeta
+	case strings.Contains(path, "/dynamic"):
+		return routeDynamic
+	case strings.Contains(path, "/user-data"):
+		return routeUser
+	}
+	return routeOther
+}
+
+// serve answers one request and reports what it did.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (route string, code int, version string) {
 	hd := w.Header()
 	hd["Server"] = valServer
 	if !h.keepAlive || r.Method == http.MethodPut {
 		hd["Connection"] = valClose
 	}
+	path := r.URL.Path
+	route, version = routeOf(path), "none"
 
 	src, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
-		writeError(w, http.StatusForbidden)
-		return
+		return route, writeError(w, http.StatusForbidden), version
 	}
 	snap := h.fleet.Load()
 	e, err := identity.Resolve(snap, r, src.Addr().Unmap())
 	if err != nil {
 		h.log.Warn("refused caller", "remote", src.Addr().Unmap().String(), "reason", err)
-		writeError(w, http.StatusForbidden)
-		return
+		return route, writeError(w, http.StatusForbidden), version
 	}
 	opts := &e.Instance.Options
 	if isIPv6Endpoint(r) && !opts.IPv6Enabled {
 		if snap.Settings.IPv6DropDisabled {
 			drop(w)
-		} else {
-			writeError(w, http.StatusForbidden)
+			return route, 0, version
 		}
-		return
+		return route, writeError(w, http.StatusForbidden), version
 	}
 	if !opts.EndpointEnabled {
-		writeError(w, http.StatusForbidden)
-		return
+		return route, writeError(w, http.StatusForbidden), version
 	}
 
-	path := r.URL.Path
 	if r.Method == http.MethodPut {
 		if path != tokenPath {
 			// Version-specific token paths and a trailing slash are refused
 			// with 403, as EC2 does.
-			writeError(w, http.StatusForbidden)
-			return
+			return route, writeError(w, http.StatusForbidden), "v2"
 		}
-		h.issueToken(w, r, e)
-		return
+		return route, h.issueToken(w, r, e), "v2"
 	}
 	if path == tokenPath {
 		if r.Method == http.MethodOptions {
@@ -141,42 +167,39 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			hd["Content-Type"] = valText
 			hd["Content-Length"] = valZero
 			w.WriteHeader(http.StatusOK)
-			return
+			return route, http.StatusOK, version
 		}
-		notAllowed(w, "OPTIONS, PUT")
-		return
+		return route, notAllowed(w, "OPTIONS, PUT"), version
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		notAllowed(w, "GET, HEAD")
-		return
+		return route, notAllowed(w, "GET, HEAD"), version
 	}
 
 	// IMDSv2 is a request that carries the token header, even empty.
 	tokens, v2 := r.Header[hdrToken]
 	var left time.Duration
 	if v2 {
+		version = "v2"
 		if _, fwd := r.Header[hdrForwards]; fwd {
-			writeError(w, http.StatusForbidden)
-			return
+			return route, writeError(w, http.StatusForbidden), version
 		}
 		if len(tokens) != 1 {
-			writeError(w, http.StatusUnauthorized)
-			return
+			return route, writeError(w, http.StatusUnauthorized), version
 		}
 		left, err = h.ring.Load().Verify(tokens[0], e.Instance.ID)
 		if err != nil {
-			writeError(w, http.StatusUnauthorized)
-			return
+			return route, writeError(w, http.StatusUnauthorized), version
 		}
-	} else if opts.TokensRequired {
-		writeError(w, http.StatusUnauthorized)
-		return
+	} else {
+		version = "v1"
+		if opts.TokensRequired {
+			return route, writeError(w, http.StatusUnauthorized), version
+		}
 	}
-
-	h.serveMetadata(w, r, e, path, v2, left)
+	return route, h.serveMetadata(w, r, e, path, v2, left), version
 }
 
-func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request, e *fleet.Entry, path string, v2 bool, left time.Duration) {
+func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request, e *fleet.Entry, path string, v2 bool, left time.Duration) int {
 	var body []byte
 	contentType := valText
 	if path == "/" {
@@ -185,23 +208,19 @@ func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request, e *fleet
 		rest := path[1:]
 		version, sub, _ := strings.Cut(rest, "/")
 		if !h.versions[version] {
-			writeError(w, http.StatusNotFound)
-			return
+			return writeError(w, http.StatusNotFound)
 		}
 		n, slash := e.Tree.Root.Lookup(sub)
 		if n == nil {
-			writeError(w, http.StatusNotFound)
-			return
+			return writeError(w, http.StatusNotFound)
 		}
 		if n.IsDir() && !slash && n.RedirectWithoutSlash() {
-			redirect(w, r, path+"/")
-			return
+			return redirect(w, r, path+"/")
 		}
 		var ok bool
 		body, ok = n.Body(metadata.Request{V2: v2})
 		if !ok {
-			writeError(w, http.StatusNotFound)
-			return
+			return writeError(w, http.StatusNotFound)
 		}
 		if n.ContentType() == "application/octet-stream" {
 			contentType = valOctet
@@ -219,19 +238,18 @@ func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request, e *fleet
 	if r.Method != http.MethodHead {
 		w.Write(body)
 	}
+	return http.StatusOK
 }
 
 var valOctet = []string{"application/octet-stream"}
 
-func (h *Handler) issueToken(w http.ResponseWriter, r *http.Request, e *fleet.Entry) {
+func (h *Handler) issueToken(w http.ResponseWriter, r *http.Request, e *fleet.Entry) int {
 	if _, fwd := r.Header[hdrForwards]; fwd {
-		writeError(w, http.StatusForbidden)
-		return
+		return writeError(w, http.StatusForbidden)
 	}
 	ttl, ok := parseTTL(r.Header[hdrTTL])
 	if !ok {
-		writeError(w, http.StatusBadRequest)
-		return
+		return writeError(w, http.StatusBadRequest)
 	}
 	tok := h.ring.Load().Issue(e.Instance.ID, time.Duration(ttl)*time.Second)
 	if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
@@ -246,6 +264,10 @@ func (h *Handler) issueToken(w http.ResponseWriter, r *http.Request, e *fleet.En
 	hd[hdrTTL] = []string{strconv.Itoa(ttl)}
 	w.WriteHeader(http.StatusOK)
 	w.Write([]byte(tok))
+	if h.metrics != nil {
+		h.metrics.tokens.Inc()
+	}
+	return http.StatusOK
 }
 
 // parseTTL accepts exactly one header value of 1 to 21600 decimal digits.

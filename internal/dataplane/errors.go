@@ -40,7 +40,7 @@ func init() {
 
 // writeError answers code with EC2's body for it. It never includes internal
 // error text.
-func writeError(w http.ResponseWriter, code int) {
+func writeError(w http.ResponseWriter, code int) int {
 	hd := w.Header()
 	body := pages[code]
 	if body == nil {
@@ -52,11 +52,12 @@ func writeError(w http.ResponseWriter, code int) {
 	}
 	w.WriteHeader(code)
 	w.Write(body)
+	return code
 }
 
 // redirect answers 301 with an empty body, as EC2 does for
 // iam/security-credentials without its trailing slash.
-func redirect(w http.ResponseWriter, r *http.Request, path string) {
+func redirect(w http.ResponseWriter, r *http.Request, path string) int {
 	hd := w.Header()
 	host := r.Host
 	if host == "" {
@@ -66,23 +67,24 @@ func redirect(w http.ResponseWriter, r *http.Request, path string) {
 	hd["Content-Type"] = valText
 	hd["Content-Length"] = valZero
 	w.WriteHeader(http.StatusMovedPermanently)
+	return http.StatusMovedPermanently
 }
 
 // notAllowed answers 405 with EC2's reason phrase, "Not Allowed", which
 // net/http cannot write; the connection is taken over to write it.
-func notAllowed(w http.ResponseWriter, allow string) {
+func notAllowed(w http.ResponseWriter, allow string) int {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		w.Header()["Allow"] = []string{allow}
-		writeError(w, http.StatusMethodNotAllowed)
-		return
+		return writeError(w, http.StatusMethodNotAllowed)
 	}
 	c, rw, err := hj.Hijack()
 	if err != nil {
-		return
+		return http.StatusMethodNotAllowed
 	}
 	defer c.Close()
 	writeRaw(rw.Writer, "405 Not Allowed", allow)
+	return http.StatusMethodNotAllowed
 }
 
 func writeRaw(bw *bufio.Writer, status, allow string) {

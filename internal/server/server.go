@@ -1,6 +1,6 @@
-// Package server wires the data plane to its listeners and runs them together:
-// the first failure stops all, and a cancelled context shuts them down
-// gracefully.
+// Package server wires the store, the fleet, the data plane and the control
+// plane to their listeners and runs them together: the first failure stops
+// all, and a cancelled context shuts them down gracefully.
 package server
 
 import (
@@ -11,82 +11,188 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/imds/imds/internal/adminclient"
 	"github.com/imds/imds/internal/config"
+	"github.com/imds/imds/internal/controlplane"
 	"github.com/imds/imds/internal/credentials"
 	"github.com/imds/imds/internal/dataplane"
 	"github.com/imds/imds/internal/fleet"
+	"github.com/imds/imds/internal/identity"
+	"github.com/imds/imds/internal/registry"
+	"github.com/imds/imds/internal/store"
+	"github.com/imds/imds/internal/store/boltstore"
+	"github.com/imds/imds/internal/store/etcdstore"
 	"github.com/imds/imds/internal/token"
 )
 
-// DefaultListen is where `imds serve` answers without --listen: loopback, so
-// that a developer needs no privileges and exposes nothing.
-const DefaultListen = "127.0.0.1:1338"
+// Default listen addresses: loopback, so that a developer needs no privileges
+// and exposes nothing.
+const (
+	DefaultListen      = "127.0.0.1:1338"
+	DefaultAdminListen = "127.0.0.1:1339"
+)
 
 // Options configure a Server.
 type Options struct {
-	Listen     []string // data-plane addresses, host:port
-	ConfigPath string   // "" serves the built-in demo instance
-	DataDir    string   // holds the token key ring
-	KeepAlive  bool     // see dataplane.Options.KeepAlive
-	Logger     *slog.Logger
-	Now        func() time.Time
+	Listen []string // data-plane addresses, host:port
+	// Bind maps an instance id to a listener that serves only that instance.
+	Bind        map[string]string
+	AdminListen string // control plane; "" disables it
+	ConfigPath  string // "" serves the built-in demo instance on an empty store
+	DataDir     string // the embedded store, the operator credentials
+	Store       string // "bolt" (default) or "etcd"
+	Etcd        etcdstore.Options
+	KeepAlive   bool // see dataplane.Options.KeepAlive
+	Logger      *slog.Logger
+	Now         func() time.Time
 }
 
 // Server is the running imds process.
 type Server struct {
-	opts      Options
-	log       *slog.Logger
-	fleet     *fleet.Fleet
-	creds     *credentials.Manager
-	handler   *dataplane.Handler
-	listeners []net.Listener
+	opts     Options
+	log      *slog.Logger
+	st       store.Store
+	reg      *registry.Registry
+	creds    *credentials.Manager
+	syncer   *fleet.Syncer
+	handler  *dataplane.Handler
+	admin    *controlplane.Handler
+	metrics  *prometheus.Registry
+	settings fleet.Settings
+
+	listeners []boundListener
+	adminLn   net.Listener
 	reloadMu  sync.Mutex
 }
 
-// New loads the configuration and the key ring and builds the first snapshot.
-// It does not listen yet.
-func New(o Options) (*Server, error) {
+type boundListener struct {
+	net.Listener
+	instance string // "" for a shared listener
+}
+
+// New opens the store, applies the configuration file (or the demo instance),
+// and builds the first snapshot. It does not listen yet.
+func New(ctx context.Context, o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if len(o.Listen) == 0 {
+	if len(o.Listen) == 0 && len(o.Bind) == 0 {
 		o.Listen = []string{DefaultListen}
 	}
 	s := &Server{opts: o, log: o.Logger.With("component", "server")}
-	s.creds = credentials.NewManager(o.Logger.With("component", "credentials"), o.Now)
 	cfg, err := s.loadConfig()
 	if err != nil {
 		return nil, err
 	}
-	s.creds.Update(cfg.Roles)
-	snap, err := fleet.FromConfig(cfg, o.Now, s.creds)
-	if err != nil {
+	if err := s.openStore(ctx); err != nil {
 		return nil, err
 	}
-	keys, err := token.LoadOrCreateKeys(filepath.Join(o.DataDir, "token-keys.json"))
-	if err != nil {
+	s.reg = registry.New(s.st, o.Now)
+	if err := s.seed(ctx, cfg); err != nil {
+		s.st.Close()
 		return nil, err
 	}
-	ring, err := token.NewRing(keys, o.Now)
+	tr, err := s.reg.EnsureTokenRing(ctx)
 	if err != nil {
+		s.st.Close()
+		return nil, fmt.Errorf("token key ring: %w", err)
+	}
+	ring, err := token.NewRing(tr.TokenKeys(), o.Now)
+	if err != nil {
+		s.st.Close()
 		return nil, err
 	}
-	s.fleet = fleet.New(snap)
-	s.handler = dataplane.New(s.fleet, ring, dataplane.Options{
+	if err := s.writeOperatorCredentials(ctx); err != nil {
+		s.st.Close()
+		return nil, err
+	}
+
+	sign, err := s.identitySigner(ctx)
+	if err != nil {
+		s.st.Close()
+		return nil, fmt.Errorf("identity signing key: %w", err)
+	}
+	s.creds = credentials.NewManager(o.Logger.With("component", "credentials"), o.Now)
+	if err := s.creds.UpdateIdentity(cfg.IdentityCredentials); err != nil {
+		s.st.Close()
+		return nil, fmt.Errorf("identity credentials: %w", err)
+	}
+	s.settings = fleet.Settings{DefaultInstance: cfg.DefaultInstance, IPv6DropDisabled: cfg.IPv6Disabled != "forbidden"}
+	s.syncer = fleet.NewSyncer(fleet.SyncerOptions{
+		Store:    s.st,
+		Roles:    s.creds,
+		Sign:     sign,
+		OnTokens: s.setTokens,
+		Settings: s.settings,
+		Logger:   o.Logger.With("component", "fleet"),
+		Clock:    o.Now,
+	})
+	s.metrics = prometheus.NewRegistry()
+	s.handler = dataplane.New(s.syncer.Fleet(), ring, dataplane.Options{
 		Logger:    o.Logger.With("component", "dataplane"),
 		Now:       o.Now,
 		KeepAlive: o.KeepAlive,
+		Metrics:   dataplane.NewMetrics(s.metrics),
+	})
+	if err := s.syncer.Sync(ctx); err != nil {
+		s.st.Close()
+		return nil, fmt.Errorf("load fleet: %w", err)
+	}
+	s.registerMetrics()
+	s.admin = controlplane.New(controlplane.Options{
+		Registry:  s.reg,
+		Operators: registry.NewOperatorCache(s.reg),
+		Ready:     s.ready,
+		Gatherer:  s.metrics,
+		Logger:    o.Logger,
+		Now:       o.Now,
 	})
 	return s, nil
+}
+
+func (s *Server) setTokens(tr registry.TokenRing) {
+	ring, err := token.NewRing(tr.TokenKeys(), s.opts.Now)
+	if err != nil {
+		s.log.Error("ignore invalid token key ring", "err", err)
+		return
+	}
+	if s.handler != nil {
+		s.handler.SetRing(ring)
+	}
+}
+
+func (s *Server) openStore(ctx context.Context) error {
+	switch s.opts.Store {
+	case "", "bolt":
+		if err := os.MkdirAll(s.opts.DataDir, 0o700); err != nil {
+			return fmt.Errorf("create data dir: %w", err)
+		}
+		st, err := boltstore.Open(filepath.Join(s.opts.DataDir, "imds.db"), 5*time.Second)
+		if err != nil {
+			return err
+		}
+		s.st = st
+	case "etcd":
+		st, err := etcdstore.Open(ctx, s.opts.Etcd)
+		if err != nil {
+			return err
+		}
+		s.st = st
+	default:
+		return fmt.Errorf("--store %q: want bolt or etcd", s.opts.Store)
+	}
+	return nil
 }
 
 func (s *Server) loadConfig() (*config.Config, error) {
@@ -96,39 +202,104 @@ func (s *Server) loadConfig() (*config.Config, error) {
 	return config.Load(s.opts.ConfigPath)
 }
 
-// Reload reads the configuration again and swaps it in. On any error the
-// running snapshot keeps serving.
-func (s *Server) Reload() error {
+// seed applies the configuration file; the demo instance is seeded only into
+// a store that has no instances.
+func (s *Server) seed(ctx context.Context, cfg *config.Config) error {
+	if s.opts.ConfigPath == "" {
+		all, err := s.reg.Instances(ctx)
+		if err != nil {
+			return fmt.Errorf("read store: %w", err)
+		}
+		if len(all) > 0 {
+			return nil
+		}
+	}
+	res, err := s.reg.Seed(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("apply configuration: %w", err)
+	}
+	s.log.Info("configuration applied", "registered", res.Registered, "updated", res.Updated,
+		"unchanged", res.Unchanged, "removed", res.Removed, "roles", res.Roles)
+	return nil
+}
+
+// writeOperatorCredentials makes sure an operator key exists and that this
+// host's data dir has it as an AWS shared-credentials file, profile "imds".
+func (s *Server) writeOperatorCredentials(ctx context.Context) error {
+	op, err := s.reg.EnsureOperator(ctx)
+	if err != nil {
+		return fmt.Errorf("operator credentials: %w", err)
+	}
+	path := filepath.Join(s.opts.DataDir, "credentials")
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(s.opts.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	if err := adminclient.WriteCredentialsFile(path, adminclient.Credentials{AccessKeyID: op.AccessKeyID, SecretAccessKey: op.SecretAccessKey}); err != nil {
+		return fmt.Errorf("write operator credentials: %w", err)
+	}
+	s.log.Info("wrote operator credentials", "path", path, "access_key_id", op.AccessKeyID)
+	return nil
+}
+
+// Reload applies the configuration file again. On any error the running
+// fleet keeps serving.
+func (s *Server) Reload(ctx context.Context) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
-	cfg, err := s.loadConfig()
+	if s.opts.ConfigPath == "" {
+		return nil
+	}
+	cfg, err := config.Load(s.opts.ConfigPath)
 	if err != nil {
 		return err
 	}
-	s.creds.Update(cfg.Roles)
-	snap, err := fleet.FromConfig(cfg, s.opts.Now, s.creds)
-	if err != nil {
+	if err := s.seed(ctx, cfg); err != nil {
 		return err
 	}
-	s.fleet.Swap(snap)
-	s.log.Info("configuration reloaded", "instances", snap.Len())
+	s.log.Info("configuration reloaded", "path", s.opts.ConfigPath)
 	return nil
 }
 
 // Handler is the data-plane handler, for tests and embedding.
 func (s *Server) Handler() http.Handler { return s.handler }
 
+// Registry is the fleet's registry, for tests and embedding.
+func (s *Server) Registry() *registry.Registry { return s.reg }
+
 // Listen binds every listener. Use port 0 to let the system choose.
 func (s *Server) Listen(ctx context.Context) error {
 	var lc net.ListenConfig
-	for _, addr := range s.opts.Listen {
+	listen := func(addr, instance string) error {
 		l, err := lc.Listen(ctx, "tcp", addr)
 		if err != nil {
 			s.Close()
 			return fmt.Errorf("listen %s: %w%s", addr, err, listenHint(addr, err))
 		}
-		s.listeners = append(s.listeners, l)
-		s.log.Info("listening", "addr", l.Addr().String())
+		s.listeners = append(s.listeners, boundListener{l, instance})
+		s.log.Info("listening", "addr", l.Addr().String(), "instance", instance)
+		return nil
+	}
+	for _, addr := range s.opts.Listen {
+		if err := listen(addr, ""); err != nil {
+			return err
+		}
+	}
+	for id, addr := range s.opts.Bind {
+		if err := listen(addr, id); err != nil {
+			return err
+		}
+	}
+	if s.opts.AdminListen != "" {
+		l, err := lc.Listen(ctx, "tcp", s.opts.AdminListen)
+		if err != nil {
+			s.Close()
+			return fmt.Errorf("listen %s (control plane): %w", s.opts.AdminListen, err)
+		}
+		s.adminLn = l
+		s.log.Info("control plane listening", "addr", l.Addr().String())
 	}
 	return nil
 }
@@ -141,7 +312,7 @@ func listenHint(addr string, err error) string {
 	return ""
 }
 
-// Addrs are the bound addresses, after Listen.
+// Addrs are the bound data-plane addresses, after Listen.
 func (s *Server) Addrs() []net.Addr {
 	out := make([]net.Addr, len(s.listeners))
 	for i, l := range s.listeners {
@@ -150,43 +321,101 @@ func (s *Server) Addrs() []net.Addr {
 	return out
 }
 
-// Close releases the listeners of a server that will not Serve.
+// AdminAddr is the control plane's address, after Listen; nil when disabled.
+func (s *Server) AdminAddr() net.Addr {
+	if s.adminLn == nil {
+		return nil
+	}
+	return s.adminLn.Addr()
+}
+
+// Close releases the listeners and the store of a server that will not Serve.
 func (s *Server) Close() {
 	for _, l := range s.listeners {
 		l.Close()
+	}
+	if s.adminLn != nil {
+		s.adminLn.Close()
+	}
+	if s.st != nil {
+		s.st.Close()
 	}
 }
 
 // Serve runs until ctx is cancelled or a listener fails, then shuts down
 // gracefully, letting requests in flight finish for up to five seconds.
 func (s *Server) Serve(ctx context.Context) error {
-	srv := &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       30 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-		ConnContext:       dataplane.ConnContext,
-		ErrorLog:          log.New(slogWriter{s.log}, "", 0),
+	defer s.st.Close()
+	errLog := log.New(slogWriter{s.log}, "", 0)
+	newServer := func(h http.Handler, base context.Context) *http.Server {
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      10 * time.Second,
+			IdleTimeout:       30 * time.Second,
+			MaxHeaderBytes:    16 << 10,
+			ConnContext:       dataplane.ConnContext,
+			BaseContext:       func(net.Listener) context.Context { return base },
+			ErrorLog:          errLog,
+		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	var servers []*http.Server
 	for _, l := range s.listeners {
-		g.Go(func() error {
-			if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("serve %s: %w", l.Addr(), err)
-			}
-			return nil
-		})
+		base := context.Background()
+		if l.instance != "" {
+			base = identity.WithBoundInstance(base, l.instance)
+		}
+		srv := newServer(s.handler, base)
+		servers = append(servers, srv)
+		g.Go(func() error { return serve(srv, l) })
 	}
+	if s.adminLn != nil {
+		srv := newServer(http.MaxBytesHandler(s.admin, 1<<20), context.Background())
+		servers = append(servers, srv)
+		g.Go(func() error { return serve(srv, s.adminLn) })
+	}
+	g.Go(func() error { return s.syncer.Run(gctx) })
+	g.Go(func() error { return s.creds.Run(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		return srv.Shutdown(sctx)
+		var errs []error
+		for _, srv := range servers {
+			errs = append(errs, srv.Shutdown(sctx))
+		}
+		return errors.Join(errs...)
 	})
 	return g.Wait()
 }
+
+func serve(srv *http.Server, l net.Listener) error {
+	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve %s: %w", l.Addr(), err)
+	}
+	return nil
+}
+
+func (s *Server) ready() (bool, []string) {
+	st := s.syncer.Status()
+	var reasons []string
+	if !st.Synced {
+		reasons = append(reasons, fmt.Sprintf("store: %s (serving the snapshot of %s)", st.LastError, st.LastSync.UTC().Format(time.RFC3339)))
+	}
+	for _, r := range s.creds.Status() {
+		switch {
+		case r.Expired > 0:
+			reasons = append(reasons, fmt.Sprintf("role %s: %d of %d credential sets expired after failed fetches (%s); they answer the error form", r.Role, r.Expired, r.Sets, r.LastErrorKind))
+		case r.Failing > 0:
+			reasons = append(reasons, fmt.Sprintf("role %s: %d credential sets failing to renew (%s); the last good ones are served", r.Role, r.Failing, r.LastErrorKind))
+		}
+	}
+	return len(reasons) == 0, reasons
+}
+
+func (s *Server) timeout() time.Duration { return registry.DefaultTimeout }
 
 type slogWriter struct{ log *slog.Logger }
 

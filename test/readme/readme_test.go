@@ -1,0 +1,145 @@
+// Package readme tests the examples of README.md and docs/: every YAML
+// configuration loads, and the quick start's commands work against the
+// built binary.
+package readme
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imds/imds/internal/config"
+)
+
+// block is one fenced code block of a Markdown file.
+type block struct {
+	file, lang, body string
+	line             int
+	after            string // the paragraph line just before the fence
+}
+
+func blocks(t *testing.T, path string) []block {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var (
+		out  []block
+		cur  *block
+		prev string
+		n    int
+	)
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		n++
+		line := sc.Text()
+		switch {
+		case cur == nil && strings.HasPrefix(line, "```"):
+			cur = &block{file: path, lang: strings.TrimPrefix(line, "```"), line: n, after: prev}
+		case cur != nil && line == "```":
+			out = append(out, *cur)
+			cur = nil
+		case cur != nil:
+			cur.body += line + "\n"
+		default:
+			if strings.TrimSpace(line) != "" {
+				prev = line
+			}
+		}
+	}
+	return out
+}
+
+func docs(t *testing.T) []string {
+	files, _ := filepath.Glob("../../docs/*.md")
+	return append([]string{"../../README.md"}, files...)
+}
+
+// TestConfigExamplesLoad parses every YAML block that is a configuration
+// file (it has instances:) with the real loader.
+func TestConfigExamplesLoad(t *testing.T) {
+	seen := 0
+	for _, path := range docs(t) {
+		for _, b := range blocks(t, path) {
+			if b.lang != "yaml" || !regexp.MustCompile(`(?m)^instances:`).MatchString(b.body) {
+				continue
+			}
+			seen++
+			if _, err := config.Parse([]byte(b.body)); err != nil {
+				t.Errorf("%s:%d: example does not load:\n%v", b.file, b.line, err)
+			}
+		}
+	}
+	if seen == 0 {
+		t.Fatal("no configuration example found in README.md")
+	}
+}
+
+// TestQuickStart runs the README's quick start: the server, then the shell
+// block that points an SDK and curl at it.
+func TestQuickStart(t *testing.T) {
+	if _, err := exec.LookPath("aws"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("aws CLI missing: %v", err)
+		}
+		t.Skipf("aws CLI missing: %v", err)
+	}
+	var script string
+	for _, b := range blocks(t, "../../README.md") {
+		if b.lang == "sh" && strings.Contains(b.body, "AWS_EC2_METADATA_SERVICE_ENDPOINT") {
+			script = b.body
+			break
+		}
+	}
+	if script == "" {
+		t.Fatal("README has no quick-start block setting AWS_EC2_METADATA_SERVICE_ENDPOINT")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "imds")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/imds").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	srv := exec.CommandContext(ctx, bin, "serve", "--listen", "127.0.0.1:0", "--admin-listen", "", "--data-dir", filepath.Join(dir, "data"))
+	stderr, _ := srv.StderrPipe()
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	addr := ""
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		if m := regexp.MustCompile(`msg=listening .*addr=(\S+)`).FindStringSubmatch(sc.Text()); m != nil {
+			addr = m[1]
+			break
+		}
+	}
+	if addr == "" {
+		t.Fatal("server did not report its address")
+	}
+	go func() { // keep the pipe drained
+		for sc.Scan() {
+		}
+	}()
+	script = strings.ReplaceAll(script, "127.0.0.1:1338", addr)
+	cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", script)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null"}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("quick start failed: %v\n%s", err, out)
+	}
+	for _, want := range []string{"iam-role", "i-0123456789abcdef0"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("quick start output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -31,8 +31,17 @@ type Config struct {
 	// IPv6Disabled says what the IPv6 endpoint does for an instance whose
 	// http-protocol-ipv6 is disabled: "drop" closes the connection without an
 	// answer (on EC2 the address is not routed at all), "forbidden" answers 403.
-	IPv6Disabled string     `yaml:"ipv6-disabled-response" json:"ipv6-disabled-response,omitempty"`
-	Instances    []Instance `yaml:"instances" json:"instances,omitempty"`
+	IPv6Disabled string `yaml:"ipv6-disabled-response" json:"ipv6-disabled-response,omitempty"`
+	// DirectoryWithoutSlash says what a directory asked for without its
+	// trailing slash answers: "listing" (200, as captures of EC2 show for
+	// most directories) or "redirect" (301 to the path with the slash, as
+	// captures show for iam/security-credentials, which always redirects).
+	DirectoryWithoutSlash string `yaml:"directory-without-slash" json:"directory-without-slash,omitempty"`
+	// InvalidTokenWhenOptional says what a GET with an invalid or expired
+	// token gets from an instance whose tokens are optional: "unauthorized"
+	// (401, as under required) or "v1" (served as a token-less request).
+	InvalidTokenWhenOptional string     `yaml:"invalid-token-when-optional" json:"invalid-token-when-optional,omitempty"`
+	Instances                []Instance `yaml:"instances" json:"instances,omitempty"`
 	// IdentityCredentials is the source of the instance identity credentials
 	// (identity-credentials/ec2/security-credentials/ec2-instance); unset
 	// leaves them out.
@@ -287,6 +296,20 @@ func (c *Config) Validate() error {
 	case "drop", "forbidden":
 	default:
 		v.add("ipv6-disabled-response", c.IPv6Disabled, "want drop or forbidden")
+	}
+	switch c.DirectoryWithoutSlash {
+	case "":
+		c.DirectoryWithoutSlash = "listing"
+	case "listing", "redirect":
+	default:
+		v.add("directory-without-slash", c.DirectoryWithoutSlash, "want listing or redirect")
+	}
+	switch c.InvalidTokenWhenOptional {
+	case "":
+		c.InvalidTokenWhenOptional = "unauthorized"
+	case "unauthorized", "v1":
+	default:
+		v.add("invalid-token-when-optional", c.InvalidTokenWhenOptional, "want unauthorized or v1")
 	}
 	if len(c.Instances) == 0 {
 		v.add("instances", "", "at least one instance is needed")

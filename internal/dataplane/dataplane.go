@@ -188,7 +188,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (route string, c
 		}
 		left, err = h.ring.Load().Verify(tokens[0], e.Instance.ID)
 		if err != nil {
-			return route, writeError(w, http.StatusUnauthorized), version
+			if !opts.TokensRequired && snap.Settings.InvalidTokenAsV1 {
+				v2, version = false, "v1"
+			} else {
+				return route, writeError(w, http.StatusUnauthorized), version
+			}
 		}
 	} else {
 		version = "v1"
@@ -196,10 +200,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (route string, c
 			return route, writeError(w, http.StatusUnauthorized), version
 		}
 	}
-	return route, h.serveMetadata(w, r, e, path, v2, left), version
+	return route, h.serveMetadata(w, r, snap, e, path, v2, left), version
 }
 
-func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request, e *fleet.Entry, path string, v2 bool, left time.Duration) int {
+func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request, snap *fleet.Snapshot, e *fleet.Entry, path string, v2 bool, left time.Duration) int {
 	var body []byte
 	contentType := valText
 	if path == "/" {
@@ -214,7 +218,7 @@ func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request, e *fleet
 		if n == nil {
 			return writeError(w, http.StatusNotFound)
 		}
-		if n.IsDir() && !slash && n.RedirectWithoutSlash() {
+		if n.IsDir() && !slash && (n.RedirectWithoutSlash() || snap.Settings.RedirectDirectories) {
 			return redirect(w, r, path+"/")
 		}
 		var ok bool

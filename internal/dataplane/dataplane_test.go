@@ -432,3 +432,41 @@ func TestIPv6EndpointDisabled(t *testing.T) {
 		t.Errorf("IPv6 endpoint answered an instance without IPv6: %q", got)
 	}
 }
+
+// TestCompatibilitySettings covers the behaviours AWS does not document,
+// which the configuration can switch.
+func TestCompatibilitySettings(t *testing.T) {
+	cfg, err := config.Load("testdata/fleet.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DirectoryWithoutSlash = "redirect"
+	cfg.InvalidTokenWhenOptional = "v1"
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	clock := func() time.Time { return now }
+	creds := credentials.NewManager(nil, clock)
+	if err := creds.Update(cfg.Roles); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := fleet.FromConfig(cfg, clock, creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, _ := token.NewRing([]token.Key{{ID: 1, Secret: bytes.Repeat([]byte{1}, 32)}}, clock)
+	f := &fixture{h: New(fleet.New(snap), ring, Options{Now: clock}), clock: &now}
+
+	res := f.do(t, "GET", spotInstance, "/latest/meta-data/placement")
+	if res.StatusCode != 301 || res.Header.Get("Location") != "http://169.254.169.254/latest/meta-data/placement/" {
+		t.Errorf("directory without slash: %d %q, want 301 to the slash", res.StatusCode, res.Header.Get("Location"))
+	}
+	// An invalid token under optional tokens is served as IMDSv1...
+	res = f.do(t, "GET", spotInstance, "/latest/meta-data/instance-id", "X-aws-ec2-metadata-token", strings.Repeat("A", 56))
+	if res.StatusCode != 200 || res.Header.Get("X-Aws-Ec2-Metadata-Token-Ttl-Seconds") != "" {
+		t.Errorf("invalid token, optional: %d, TTL header %q; want 200 without TTL", res.StatusCode, res.Header.Get("X-Aws-Ec2-Metadata-Token-Ttl-Seconds"))
+	}
+	// ...and still refused where tokens are required.
+	res = f.do(t, "GET", tokenInstance, "/latest/meta-data/instance-id", "X-aws-ec2-metadata-token", strings.Repeat("A", 56))
+	if res.StatusCode != 401 {
+		t.Errorf("invalid token, required: %d, want 401", res.StatusCode)
+	}
+}

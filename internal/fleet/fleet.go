@@ -42,6 +42,22 @@ type Settings struct {
 	// IPv6DropDisabled: the IPv6 endpoint closes the connection (rather than
 	// answering 403) for an instance whose IPv6 endpoint is disabled.
 	IPv6DropDisabled bool
+	// RedirectDirectories: a directory without its trailing slash answers
+	// 301 rather than its listing.
+	RedirectDirectories bool
+	// InvalidTokenAsV1: under optional tokens, a request with an invalid
+	// token is served as IMDSv1 rather than refused with 401.
+	InvalidTokenAsV1 bool
+}
+
+// SettingsOf returns the server-wide settings of a validated configuration.
+func SettingsOf(c *config.Config) Settings {
+	return Settings{
+		DefaultInstance:     c.DefaultInstance,
+		IPv6DropDisabled:    c.IPv6Disabled != "forbidden",
+		RedirectDirectories: c.DirectoryWithoutSlash == "redirect",
+		InvalidTokenAsV1:    c.InvalidTokenWhenOptional == "v1",
+	}
 }
 
 // Snapshot is the whole fleet at one moment. It is never modified.
@@ -256,7 +272,7 @@ func FromConfig(c *config.Config, clock func() time.Time, creds Credentials) (*S
 		}
 		b.PutInstance(rec)
 	}
-	return b.Snapshot(Settings{DefaultInstance: c.DefaultInstance, IPv6DropDisabled: c.IPv6Disabled != "forbidden"}), nil
+	return b.Snapshot(SettingsOf(c)), nil
 }
 
 func instanceFromSpec(ci *config.Instance) *metadata.Instance {

@@ -128,7 +128,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		s.st.Close()
 		return nil, fmt.Errorf("identity credentials: %w", err)
 	}
-	s.settings = fleet.Settings{DefaultInstance: cfg.DefaultInstance, IPv6DropDisabled: cfg.IPv6Disabled != "forbidden"}
+	s.settings = fleet.SettingsOf(cfg)
 	s.syncer = fleet.NewSyncer(fleet.SyncerOptions{
 		Store:    s.st,
 		Roles:    s.creds,

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -41,6 +42,9 @@ a file that does not validate leaves everything as it is.`,
 				if !ok || id == "" || addr == "" {
 					return &exitError{ExitUsage, fmt.Errorf("--bind %q: want INSTANCE_ID=HOST:PORT", b)}
 				}
+				if prev, dup := o.Bind[id]; dup {
+					return &exitError{ExitUsage, fmt.Errorf("--bind %s given twice (%s and %s)", id, prev, addr)}
+				}
 				o.Bind[id] = addr
 			}
 			if o.Store == "etcd" && len(o.Etcd.Endpoints) == 0 {
@@ -48,8 +52,12 @@ a file that does not validate leaves everything as it is.`,
 			}
 			o.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			s, err := server.New(cmd.Context(), o)
-			if err != nil {
+			var ce *server.ConfigError
+			if errors.As(err, &ce) {
 				return &exitError{ExitInvalid, err}
+			}
+			if err != nil {
+				return err
 			}
 			if err := s.Listen(cmd.Context()); err != nil {
 				return err

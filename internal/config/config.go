@@ -40,8 +40,11 @@ type Config struct {
 	// InvalidTokenWhenOptional says what a GET with an invalid or expired
 	// token gets from an instance whose tokens are optional: "unauthorized"
 	// (401, as under required) or "v1" (served as a token-less request).
-	InvalidTokenWhenOptional string     `yaml:"invalid-token-when-optional" json:"invalid-token-when-optional,omitempty"`
-	Instances                []Instance `yaml:"instances" json:"instances,omitempty"`
+	InvalidTokenWhenOptional string `yaml:"invalid-token-when-optional" json:"invalid-token-when-optional,omitempty"`
+	// ErrorBody is the body of 400 and 401 answers: "page" (EC2's XHTML error
+	// page, as its 404 has) or "empty".
+	ErrorBody string     `yaml:"error-body" json:"error-body,omitempty"`
+	Instances []Instance `yaml:"instances" json:"instances,omitempty"`
 	// IdentityCredentials is the source of the instance identity credentials
 	// (identity-credentials/ec2/security-credentials/ec2-instance); unset
 	// leaves them out.
@@ -311,6 +314,13 @@ func (c *Config) Validate() error {
 	default:
 		v.add("invalid-token-when-optional", c.InvalidTokenWhenOptional, "want unauthorized or v1")
 	}
+	switch c.ErrorBody {
+	case "":
+		c.ErrorBody = "page"
+	case "page", "empty":
+	default:
+		v.add("error-body", c.ErrorBody, "want page or empty")
+	}
 	if len(c.Instances) == 0 {
 		v.add("instances", "", "at least one instance is needed")
 	}
@@ -332,7 +342,9 @@ func (c *Config) Validate() error {
 				continue // reported by v.instance
 			}
 			ap = ap.Unmap()
-			if other, dup := addrs[ap]; dup {
+			if other, dup := addrs[ap]; dup && other == in.InstanceID {
+				v.add(fmt.Sprintf("%s.addresses[%d]", p, j), a, "listed twice")
+			} else if dup {
 				v.add(fmt.Sprintf("%s.addresses[%d]", p, j), a, "already an address of "+other)
 			}
 			addrs[ap] = in.InstanceID

@@ -10,11 +10,9 @@ import (
 
 // Role is a role credential source. Exactly one source is set.
 type Role struct {
-	Static     *StaticSource     `yaml:"static"`
-	AssumeRole *AssumeRoleSource `yaml:"assume-role"`
-	Process    *ProcessSource    `yaml:"process"`
-	// InstanceProfileID is served in iam/info; derived from the role name if empty.
-	InstanceProfileID string `yaml:"instance-profile-id"`
+	Static     *StaticSource     `yaml:"static" json:"static,omitempty"`
+	AssumeRole *AssumeRoleSource `yaml:"assume-role" json:"assume-role,omitempty"`
+	Process    *ProcessSource    `yaml:"process" json:"process,omitempty"`
 }
 
 // SourceName is the config key of the role's source: static, assume-role or
@@ -36,34 +34,34 @@ func (r *Role) SourceName() string {
 // StaticSource serves fixed keys: the simplest source, for development and for
 // keys managed elsewhere.
 type StaticSource struct {
-	AccessKeyID     string `yaml:"access-key-id"`
-	SecretAccessKey string `yaml:"secret-access-key"`
-	SessionToken    string `yaml:"session-token"`
+	AccessKeyID     string `yaml:"access-key-id" json:"access-key-id,omitempty"`
+	SecretAccessKey string `yaml:"secret-access-key" json:"secret-access-key,omitempty"`
+	SessionToken    string `yaml:"session-token" json:"session-token,omitempty"`
 	// AccountID is served as AccountId in iam/security-credentials-extended;
-	// the instance's account when empty.
-	AccountID string `yaml:"account-id"`
+	// without it that path answers 404 and SDKs fall back to the legacy one.
+	AccountID string `yaml:"account-id" json:"account-id,omitempty"`
 }
 
 // AssumeRoleSource mints credentials with STS AssumeRole, signed with the
 // server's own credentials: the AWS SDK's default chain (environment, shared
 // files, web identity, container) without IMDS, or SourceProfile.
 type AssumeRoleSource struct {
-	RoleARN    string `yaml:"role-arn"`
-	ExternalID string `yaml:"external-id"`
+	RoleARN    string `yaml:"role-arn" json:"role-arn,omitempty"`
+	ExternalID string `yaml:"external-id" json:"external-id,omitempty"`
 	// Duration is the session lifetime asked of STS, 15m to 12h; default 1h.
-	Duration string `yaml:"duration"`
+	Duration string `yaml:"duration" json:"duration,omitempty"`
 	// SessionName is the role session name. {instance-id} and {role-delivery}
 	// (1.0 for IMDSv1, 2.0 for IMDSv2) are replaced. Default "{instance-id}",
 	// as on EC2: every instance gets its own session. Without {instance-id}
 	// the instances of the role share one session.
-	SessionName string `yaml:"session-name"`
+	SessionName string `yaml:"session-name" json:"session-name,omitempty"`
 	// SourceProfile names a profile of the shared AWS config files that holds
 	// the server's own credentials; empty uses the SDK's default chain.
-	SourceProfile string `yaml:"source-profile"`
-	STSEndpoint   string `yaml:"sts-endpoint"`
-	Region        string `yaml:"region"`
+	SourceProfile string `yaml:"source-profile" json:"source-profile,omitempty"`
+	STSEndpoint   string `yaml:"sts-endpoint" json:"sts-endpoint,omitempty"`
+	Region        string `yaml:"region" json:"region,omitempty"`
 	// Timeout bounds one AssumeRole call, retries included; default 30s.
-	Timeout string `yaml:"timeout"`
+	Timeout string `yaml:"timeout" json:"timeout,omitempty"`
 }
 
 // ProcessSource runs a command that prints credentials in the JSON of the AWS
@@ -72,9 +70,9 @@ type AssumeRoleSource struct {
 // share the credentials. The command runs with the server's environment; what
 // it prints on stderr is never logged, since it may hold secrets.
 type ProcessSource struct {
-	Command []string `yaml:"command"`
+	Command []string `yaml:"command" json:"command,omitempty"`
 	// Timeout bounds one run; default 30s.
-	Timeout string `yaml:"timeout"`
+	Timeout string `yaml:"timeout" json:"timeout,omitempty"`
 }
 
 // Defaults and bounds of the role sources.

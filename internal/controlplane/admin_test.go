@@ -389,7 +389,7 @@ func TestRoles(t *testing.T) {
 		{name: "create only", method: "PUT", path: "/v1/roles/batch", hdr: []string{"If-None-Match", "*"},
 			body: `{"process": {"command": ["/bin/broker"]}}`, status: 412, code: CodePreconditionFailed},
 		{name: "unknown key", method: "PUT", path: "/v1/roles/x", body: `{"statik": {}}`, status: 400, code: CodeInvalidParameter, contains: []string{"statik"}},
-		{name: "no source", method: "PUT", path: "/v1/roles/x", body: `{"instance-profile-id": "AIPAEXAMPLE"}`, status: 400, code: CodeInvalidParameter, contains: []string{"source"}},
+		{name: "no source", method: "PUT", path: "/v1/roles/x", body: `{}`, status: 400, code: CodeInvalidParameter, contains: []string{"source"}},
 		{name: "missing key", method: "PUT", path: "/v1/roles/x", body: `{"static": {"access-key-id": "AKIAIOSFODNN7EXAMPLE"}}`,
 			status: 400, code: CodeInvalidParameter, contains: []string{"secret-access-key"}},
 		{name: "bad name", method: "PUT", path: "/v1/roles/a%20b", body: `{"process": {"command": ["/bin/x"]}}`, status: 400, code: CodeInvalidParameter},

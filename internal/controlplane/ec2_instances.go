@@ -148,7 +148,7 @@ func instanceToXML(rec *registry.Instance, in *metadata.Instance) instanceXML {
 		RootDeviceType:     "ebs",
 		RootDeviceName:     "/dev/xvda",
 		VirtualizationType: "hvm",
-		Hypervisor:         "xen",
+		Hypervisor:         "nitro",
 		ENASupport:         true,
 		MetadataOptions:    optionsXML(rec.Options, "applied"),
 		IPv6Address:        in.IPv6,

@@ -235,7 +235,6 @@ func reuseOrBuild(name string, identity bool, c *config.Role, old *role) (*role,
 		return nil, errors.New("no source")
 	}
 	cfg := *c
-	cfg.InstanceProfileID = "" // served elsewhere; changing it changes no credentials
 	if old != nil && reflect.DeepEqual(old.cfg, cfg) {
 		return old, nil
 	}

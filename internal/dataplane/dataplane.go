@@ -31,14 +31,15 @@ const (
 
 // Handler serves the data plane. Create it with New.
 type Handler struct {
-	fleet     *fleet.Fleet
-	ring      atomic.Pointer[token.Ring]
-	log       *slog.Logger
-	now       func() time.Time
-	keepAlive bool
-	metrics   *Metrics
-	versions  map[string]bool
-	versionLs []byte
+	fleet       *fleet.Fleet
+	ring        atomic.Pointer[token.Ring]
+	log         *slog.Logger
+	now         func() time.Time
+	keepAlive   bool
+	metrics     *Metrics
+	emptyErrors bool
+	versions    map[string]bool
+	versionLs   []byte
 }
 
 // Options configure a Handler.
@@ -52,11 +53,17 @@ type Options struct {
 	KeepAlive bool
 	// Metrics, when set, counts requests.
 	Metrics *Metrics
+	// EmptyErrorBodies answers 400 and 401 with an empty body rather than
+	// EC2's XHTML error page (what real IMDS sends there is not known).
+	EmptyErrorBodies bool
 }
 
 // New returns the data-plane handler for f, verifying tokens with ring.
 func New(f *fleet.Fleet, ring *token.Ring, o Options) *Handler {
 	h := &Handler{fleet: f, log: o.Logger, now: o.Now, keepAlive: o.KeepAlive, metrics: o.Metrics, versions: map[string]bool{}}
+	if o.EmptyErrorBodies {
+		h.emptyErrors = true
+	}
 	h.ring.Store(ring)
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
@@ -133,13 +140,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (route string, c
 
 	src, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
-		return route, writeError(w, http.StatusForbidden), version
+		return route, h.writeError(w, http.StatusForbidden), version
 	}
 	snap := h.fleet.Load()
 	e, err := identity.Resolve(snap, r, src.Addr().Unmap())
 	if err != nil {
 		h.log.Warn("refused caller", "remote", src.Addr().Unmap().String(), "reason", err)
-		return route, writeError(w, http.StatusForbidden), version
+		return route, h.writeError(w, http.StatusForbidden), version
 	}
 	opts := &e.Instance.Options
 	if isIPv6Endpoint(r) && !opts.IPv6Enabled {
@@ -147,17 +154,17 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (route string, c
 			drop(w)
 			return route, 0, version
 		}
-		return route, writeError(w, http.StatusForbidden), version
+		return route, h.writeError(w, http.StatusForbidden), version
 	}
 	if !opts.EndpointEnabled {
-		return route, writeError(w, http.StatusForbidden), version
+		return route, h.writeError(w, http.StatusForbidden), version
 	}
 
 	if r.Method == http.MethodPut {
 		if path != tokenPath {
 			// Version-specific token paths and a trailing slash are refused
 			// with 403, as EC2 does.
-			return route, writeError(w, http.StatusForbidden), "v2"
+			return route, h.writeError(w, http.StatusForbidden), "v2"
 		}
 		return route, h.issueToken(w, r, e), "v2"
 	}
@@ -181,23 +188,23 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (route string, c
 	if v2 {
 		version = "v2"
 		if _, fwd := r.Header[hdrForwards]; fwd {
-			return route, writeError(w, http.StatusForbidden), version
+			return route, h.writeError(w, http.StatusForbidden), version
 		}
 		if len(tokens) != 1 {
-			return route, writeError(w, http.StatusUnauthorized), version
+			return route, h.writeError(w, http.StatusUnauthorized), version
 		}
 		left, err = h.ring.Load().Verify(tokens[0], e.Instance.ID)
 		if err != nil {
 			if !opts.TokensRequired && snap.Settings.InvalidTokenAsV1 {
 				v2, version = false, "v1"
 			} else {
-				return route, writeError(w, http.StatusUnauthorized), version
+				return route, h.writeError(w, http.StatusUnauthorized), version
 			}
 		}
 	} else {
 		version = "v1"
 		if opts.TokensRequired {
-			return route, writeError(w, http.StatusUnauthorized), version
+			return route, h.writeError(w, http.StatusUnauthorized), version
 		}
 	}
 	return route, h.serveMetadata(w, r, snap, e, path, v2, left), version
@@ -212,11 +219,12 @@ func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request, snap *fl
 		rest := path[1:]
 		version, sub, _ := strings.Cut(rest, "/")
 		if !h.versions[version] {
-			return writeError(w, http.StatusNotFound)
+			return h.writeError(w, http.StatusNotFound)
 		}
-		n, slash := e.Tree.Root.Lookup(sub)
+		n, _ := e.Tree.Root.Lookup(sub)
+		slash := strings.HasSuffix(path, "/")
 		if n == nil {
-			return writeError(w, http.StatusNotFound)
+			return h.writeError(w, http.StatusNotFound)
 		}
 		if n.IsDir() && !slash && (n.RedirectWithoutSlash() || snap.Settings.RedirectDirectories) {
 			return redirect(w, r, path+"/")
@@ -224,7 +232,7 @@ func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request, snap *fl
 		var ok bool
 		body, ok = n.Body(metadata.Request{V2: v2})
 		if !ok {
-			return writeError(w, http.StatusNotFound)
+			return h.writeError(w, http.StatusNotFound)
 		}
 		if n.ContentType() == "application/octet-stream" {
 			contentType = valOctet
@@ -249,11 +257,11 @@ var valOctet = []string{"application/octet-stream"}
 
 func (h *Handler) issueToken(w http.ResponseWriter, r *http.Request, e *fleet.Entry) int {
 	if _, fwd := r.Header[hdrForwards]; fwd {
-		return writeError(w, http.StatusForbidden)
+		return h.writeError(w, http.StatusForbidden)
 	}
 	ttl, ok := parseTTL(r.Header[hdrTTL])
 	if !ok {
-		return writeError(w, http.StatusBadRequest)
+		return h.writeError(w, http.StatusBadRequest)
 	}
 	tok := h.ring.Load().Issue(e.Instance.ID, time.Duration(ttl)*time.Second)
 	if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {

@@ -40,7 +40,22 @@ func init() {
 
 // writeError answers code with EC2's body for it. It never includes internal
 // error text.
-func writeError(w http.ResponseWriter, code int) int {
+func (h *Handler) writeError(w http.ResponseWriter, code int) int {
+	if h.emptyErrors && code != http.StatusNotFound {
+		return writeEmpty(w, code)
+	}
+	return writePage(w, code)
+}
+
+func writeEmpty(w http.ResponseWriter, code int) int {
+	hd := w.Header()
+	hd["Content-Type"] = valText
+	hd["Content-Length"] = valZero
+	w.WriteHeader(code)
+	return code
+}
+
+func writePage(w http.ResponseWriter, code int) int {
 	hd := w.Header()
 	body := pages[code]
 	if body == nil {
@@ -76,7 +91,7 @@ func notAllowed(w http.ResponseWriter, allow string) int {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		w.Header()["Allow"] = []string{allow}
-		return writeError(w, http.StatusMethodNotAllowed)
+		return writeEmpty(w, http.StatusMethodNotAllowed)
 	}
 	c, rw, err := hj.Hijack()
 	if err != nil {
@@ -105,5 +120,5 @@ func drop(w http.ResponseWriter) {
 			return
 		}
 	}
-	writeError(w, http.StatusForbidden)
+	writeEmpty(w, http.StatusForbidden)
 }

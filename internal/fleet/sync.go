@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -49,6 +50,9 @@ type Syncer struct {
 	lastErr  atomic.Pointer[string]
 	lastSync atomic.Int64 // unix nanos of the last applied change or listing
 	changes  atomic.Int64 // snapshots published
+
+	probeEvery  time.Duration
+	unreachable atomic.Bool // the last probe failed
 }
 
 // SyncerOptions configure a Syncer.
@@ -60,6 +64,10 @@ type SyncerOptions struct {
 	Settings Settings
 	Logger   *slog.Logger
 	Clock    func() time.Time
+	// ProbeInterval is how often the store is asked whether it answers, so
+	// that an outage shows in Status even while a watch stays open (an etcd
+	// client retries in silence). Default 5s.
+	ProbeInterval time.Duration
 }
 
 // NewSyncer returns a syncer; call Sync once, then Run.
@@ -70,9 +78,13 @@ func NewSyncer(o SyncerOptions) *Syncer {
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
+	if o.ProbeInterval == 0 {
+		o.ProbeInterval = 5 * time.Second
+	}
 	s := &Syncer{
 		st: o.Store, roles: o.Roles, onTokens: o.OnTokens, settings: o.Settings,
 		log: o.Logger, clock: o.Clock, roleSpecs: map[string]*config.Role{},
+		probeEvery: o.ProbeInterval,
 	}
 	s.builder = NewBuilder(o.Roles, o.Sign, o.Clock)
 	s.fleet = New(s.builder.Snapshot(o.Settings))
@@ -207,6 +219,7 @@ func (s *Syncer) fail(err error) {
 
 // Run follows the store until ctx ends. Call Sync first.
 func (s *Syncer) Run(ctx context.Context) error {
+	go s.probe(ctx)
 	backoff := time.Second
 	for {
 		s.mu.Lock()
@@ -233,6 +246,41 @@ func (s *Syncer) Run(ctx context.Context) error {
 			s.log.Info("store reachable again; fleet resynchronised")
 			backoff = time.Second
 			break
+		}
+	}
+}
+
+// probe asks the store for one key at every interval. A failure marks the
+// fleet unsynced (the last snapshot keeps serving); the first success after
+// one lists the store again so that nothing missed stays missed.
+func (s *Syncer) probe(ctx context.Context) {
+	t := time.NewTicker(s.probeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		c, cancel := context.WithTimeout(ctx, s.probeEvery)
+		_, err := s.st.Get(c, registry.KeyTokenRing)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			if !s.unreachable.Swap(true) {
+				s.log.Warn("store unreachable; serving the last snapshot", "err", err)
+			}
+			s.fail(fmt.Errorf("store unreachable: %w", err))
+			continue
+		}
+		if s.unreachable.Swap(false) {
+			if err := s.Sync(ctx); err != nil {
+				s.unreachable.Store(true)
+				continue
+			}
+			s.log.Info("store reachable again; fleet resynchronised")
 		}
 	}
 }

@@ -130,6 +130,15 @@ func (in *Instance) Derive() {
 			in.LifeCycle = "spot"
 		}
 	}
+	for i := range in.Events {
+		e := &in.Events[i]
+		if e.EventID == "" {
+			e.EventID = "instance-event-" + h(fmt.Sprintf("event/%d", i), 17)
+		}
+		if e.NotAfter.IsZero() && !e.NotBefore.IsZero() {
+			e.NotAfter = e.NotBefore.Add(2 * time.Hour)
+		}
+	}
 	if in.Options.HopLimit == 0 {
 		in.Options.HopLimit = 1
 	}

@@ -55,6 +55,12 @@ type Options struct {
 	Now         func() time.Time
 }
 
+// ConfigError: the configuration file could not be read or is invalid.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
 // Server is the running imds process.
 type Server struct {
 	opts     Options
@@ -93,7 +99,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	s := &Server{opts: o, log: o.Logger.With("component", "server")}
 	cfg, err := s.loadConfig()
 	if err != nil {
-		return nil, err
+		return nil, &ConfigError{err}
 	}
 	if err := s.openStore(ctx); err != nil {
 		return nil, err
@@ -144,6 +150,8 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		Now:       o.Now,
 		KeepAlive: o.KeepAlive,
 		Metrics:   dataplane.NewMetrics(s.metrics),
+
+		EmptyErrorBodies: cfg.ErrorBody == "empty",
 	})
 	if err := s.syncer.Sync(ctx); err != nil {
 		s.st.Close()

@@ -3,7 +3,6 @@ package token
 import (
 	"bytes"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -119,23 +118,6 @@ func TestNewRingRefuses(t *testing.T) {
 		if _, err := NewRing(keys, nil); err == nil {
 			t.Errorf("NewRing(%d keys) = nil error", len(keys))
 		}
-	}
-}
-
-func TestKeyFileSurvivesRestart(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "state", "token-keys.json")
-	k1, err := LoadOrCreateKeys(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k2, err := LoadOrCreateKeys(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &clock{time.Unix(1_800_000_000, 0)}
-	tok := testRing(t, c, k1...).Issue("i-aaaaaaaa", time.Minute)
-	if _, err := testRing(t, c, k2...).Verify(tok, "i-aaaaaaaa"); err != nil {
-		t.Errorf("token after reloading the key file: %v", err)
 	}
 }
 

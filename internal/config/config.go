@@ -43,8 +43,12 @@ type Config struct {
 	InvalidTokenWhenOptional string `yaml:"invalid-token-when-optional" json:"invalid-token-when-optional,omitempty"`
 	// ErrorBody is the body of 400 and 401 answers: "page" (EC2's XHTML error
 	// page, as its 404 has) or "empty".
-	ErrorBody string     `yaml:"error-body" json:"error-body,omitempty"`
-	Instances []Instance `yaml:"instances" json:"instances,omitempty"`
+	ErrorBody string `yaml:"error-body" json:"error-body,omitempty"`
+	// APIVersions replaces the API versions listed at "/" and accepted as
+	// path prefixes (the current list on EC2 is not published); "latest" is
+	// always added last.
+	APIVersions []string   `yaml:"api-versions" json:"api-versions,omitempty"`
+	Instances   []Instance `yaml:"instances" json:"instances,omitempty"`
 	// IdentityCredentials is the source of the instance identity credentials
 	// (identity-credentials/ec2/security-credentials/ec2-instance); unset
 	// leaves them out.
@@ -285,6 +289,7 @@ var (
 	azRe         = regexp.MustCompile(`^([a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]+)[a-z]$`)
 	regionRe     = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]+$`)
 	macRe        = regexp.MustCompile(`^[0-9a-f]{2}(:[0-9a-f]{2}){5}$`)
+	apiVersionRe = regexp.MustCompile(`^(1\.0|[0-9]{4}-[0-9]{2}-[0-9]{2})$`)
 	roleNameRe   = regexp.MustCompile(`^[\w+=,.@-]{1,64}$`)
 	// EC2 refuses these tag keys when tags are exposed in instance metadata.
 	metadataTagKeyRe = regexp.MustCompile(`^[a-zA-Z0-9+\-=.,_:@]{1,128}$`)
@@ -320,6 +325,11 @@ func (c *Config) Validate() error {
 	case "page", "empty":
 	default:
 		v.add("error-body", c.ErrorBody, "want page or empty")
+	}
+	for i, ver := range c.APIVersions {
+		if ver == "latest" || !apiVersionRe.MatchString(ver) {
+			v.add(fmt.Sprintf("api-versions[%d]", i), ver, "want a date such as 2021-03-23 or 1.0 (latest is always served)")
+		}
 	}
 	if len(c.Instances) == 0 {
 		v.add("instances", "", "at least one instance is needed")

@@ -53,6 +53,9 @@ type Options struct {
 	KeepAlive bool
 	// Metrics, when set, counts requests.
 	Metrics *Metrics
+	// Versions are the API versions listed at "/" and accepted as path
+	// prefixes, "latest" last; nil means metadata.Versions.
+	Versions []string
 	// EmptyErrorBodies answers 400 and 401 with an empty body rather than
 	// EC2's XHTML error page (what real IMDS sends there is not known).
 	EmptyErrorBodies bool
@@ -71,10 +74,14 @@ func New(f *fleet.Fleet, ring *token.Ring, o Options) *Handler {
 	if h.now == nil {
 		h.now = time.Now
 	}
-	for _, v := range metadata.Versions {
+	versions := o.Versions
+	if len(versions) == 0 {
+		versions = metadata.Versions
+	}
+	for _, v := range versions {
 		h.versions[v] = true
 	}
-	h.versionLs = []byte(strings.Join(metadata.Versions, "\n"))
+	h.versionLs = []byte(strings.Join(versions, "\n"))
 	return h
 }
 

@@ -470,3 +470,19 @@ func TestCompatibilitySettings(t *testing.T) {
 		t.Errorf("invalid token, required: %d, want 401", res.StatusCode)
 	}
 }
+
+func TestConfiguredVersions(t *testing.T) {
+	f := newFixture(t)
+	ring, _ := token.NewRing([]token.Key{{ID: 1, Secret: bytes.Repeat([]byte{1}, 32)}}, nil)
+	f.h = New(f.h.fleet, ring, Options{Versions: []string{"2009-04-04", "latest"}, EmptyErrorBodies: true})
+	if got := body(t, f.do(t, "GET", spotInstance, "/")); got != "2009-04-04\nlatest" {
+		t.Errorf("versions %q", got)
+	}
+	if res := f.do(t, "GET", spotInstance, "/2021-03-23/meta-data/instance-id"); res.StatusCode != 404 {
+		t.Errorf("unlisted version: %d, want 404", res.StatusCode)
+	}
+	res := f.do(t, "GET", tokenInstance, "/latest/meta-data/instance-id")
+	if b := body(t, res); res.StatusCode != 401 || b != "" || res.Header.Get("Content-Length") != "0" {
+		t.Errorf("401 with error-body empty: %d %q", res.StatusCode, b)
+	}
+}

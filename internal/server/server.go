@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -152,6 +153,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		Metrics:   dataplane.NewMetrics(s.metrics),
 
 		EmptyErrorBodies: cfg.ErrorBody == "empty",
+		Versions:         apiVersions(cfg),
 	})
 	if err := s.syncer.Sync(ctx); err != nil {
 		s.st.Close()
@@ -430,4 +432,13 @@ type slogWriter struct{ log *slog.Logger }
 func (w slogWriter) Write(p []byte) (int, error) {
 	w.log.Debug("http", "msg", string(p))
 	return len(p), nil
+}
+
+// apiVersions is the configured version list with "latest" last, or nil for
+// the built-in one.
+func apiVersions(c *config.Config) []string {
+	if len(c.APIVersions) == 0 {
+		return nil
+	}
+	return append(slices.Clone(c.APIVersions), "latest")
 }

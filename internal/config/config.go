@@ -355,7 +355,7 @@ func (c *Config) Validate() error {
 			if other, dup := addrs[ap]; dup && other == in.InstanceID {
 				v.add(fmt.Sprintf("%s.addresses[%d]", p, j), a, "listed twice")
 			} else if dup {
-				v.add(fmt.Sprintf("%s.addresses[%d]", p, j), a, "already an address of "+other)
+				v.add(fmt.Sprintf("%s.addresses[%d]", p, j), a, fmt.Sprintf("%s cannot have it: already an address of %s", in.InstanceID, other))
 			}
 			addrs[ap] = in.InstanceID
 		}

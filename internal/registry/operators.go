@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -39,7 +38,22 @@ func (r *Registry) EnsureOperator(ctx context.Context) (Operator, error) {
 	if _, err := r.putJSON(ctx, PrefixOperators+op.AccessKeyID, op, store.Absent); err != nil {
 		return Operator{}, err
 	}
-	return op, nil
+	// Replicas starting together on an empty store may each have created a
+	// key: all keep the first in key order, and the others remove theirs.
+	items, err = r.list(ctx, PrefixOperators)
+	if err != nil {
+		return Operator{}, err
+	}
+	var first Operator
+	if err := json.Unmarshal(items[0].Value, &first); err != nil {
+		return Operator{}, fmt.Errorf("decode %s: %w", items[0].Key, err)
+	}
+	if first.AccessKeyID != op.AccessKeyID {
+		c, cancel := r.bound(ctx)
+		_ = r.st.Delete(c, PrefixOperators+op.AccessKeyID, store.Any)
+		cancel()
+	}
+	return first, nil
 }
 
 // NewOperator makes a random key pair in AWS's shapes.
@@ -91,10 +105,7 @@ func (c *OperatorCache) Secret(accessKeyID string) (string, bool) {
 	}
 	var op Operator
 	if _, err := c.reg.getJSON(context.Background(), PrefixOperators+accessKeyID, &op); err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			return "", false
-		}
-		return "", false
+		return "", false // unknown, or the store is away: not cached either way
 	}
 	c.ops[accessKeyID] = op.SecretAccessKey
 	return op.SecretAccessKey, true

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/imds/imds/internal/config"
@@ -475,28 +476,50 @@ func normAddrs(as []string) []string {
 	return out
 }
 
+// claimGrace is how long a fresh claim holds even though its instance record
+// is not written yet (the claimer is between the two writes).
+const claimGrace = 30 * time.Second
+
+// claim is the value of an address claim: the owner and when it claimed.
+func (r *Registry) claimValue(id string) []byte {
+	return []byte(id + "|" + strconv.FormatInt(r.now().UnixNano(), 10))
+}
+
+func parseClaim(v []byte) (id string, at time.Time) {
+	s := string(v)
+	i := strings.LastIndexByte(s, '|')
+	if i < 0 {
+		return s, time.Time{}
+	}
+	n, _ := strconv.ParseInt(s[i+1:], 10, 64)
+	return s[:i], time.Unix(0, n)
+}
+
 // claimAddresses records that id owns each address, refusing an address that
-// another existing instance holds. A claim left by a crash (its instance no
-// longer has the address) is taken over.
+// another instance holds. A claim is stale, and taken over, only when it is
+// older than claimGrace and its owner's record does not list the address (a
+// crash between the claim and the record, or a failed release).
 func (r *Registry) claimAddresses(ctx context.Context, id string, addrs []string) ([]string, error) {
 	var claimed []string
+	fail := func(err error) ([]string, error) {
+		r.releaseAddresses(ctx, id, claimed)
+		return nil, err
+	}
 	for _, a := range normAddrs(addrs) {
 		key := PrefixAddresses + a
 		for attempt := 0; ; attempt++ {
 			if attempt == 5 {
-				r.releaseAddresses(ctx, id, claimed)
-				return nil, &ConflictError{"address " + a + ": too many concurrent changes; retry"}
+				return fail(&ConflictError{"address " + a + ": too many concurrent changes; retry"})
 			}
 			c, cancel := r.bound(ctx)
-			_, err := r.st.Put(c, key, []byte(id), store.Absent)
+			_, err := r.st.Put(c, key, r.claimValue(id), store.Absent)
 			cancel()
 			if err == nil {
 				claimed = append(claimed, a)
 				break
 			}
 			if !errors.Is(err, store.ErrConflict) {
-				r.releaseAddresses(ctx, id, claimed)
-				return nil, err
+				return fail(err)
 			}
 			c, cancel = r.bound(ctx)
 			it, err := r.st.Get(c, key)
@@ -505,19 +528,25 @@ func (r *Registry) claimAddresses(ctx context.Context, id string, addrs []string
 				continue
 			}
 			if err != nil {
-				r.releaseAddresses(ctx, id, claimed)
-				return nil, err
+				return fail(err)
 			}
-			holder := string(it.Value)
+			holder, at := parseClaim(it.Value)
 			if holder == id {
 				break
 			}
-			if h, err := r.Instance(ctx, holder); err == nil && slices.Contains(normAddrs(h.Spec.Addresses), a) {
-				r.releaseAddresses(ctx, id, claimed)
-				return nil, &ConflictError{fmt.Sprintf("address %s is already an address of %s", a, holder)}
+			if r.now().Sub(at) < claimGrace {
+				return fail(&ConflictError{fmt.Sprintf("address %s is already an address of %s", a, holder)})
+			}
+			h, err := r.Instance(ctx, holder)
+			var nf *NotFoundError
+			switch {
+			case err == nil && slices.Contains(normAddrs(h.Spec.Addresses), a):
+				return fail(&ConflictError{fmt.Sprintf("address %s is already an address of %s", a, holder)})
+			case err != nil && !errors.As(err, &nf):
+				return fail(err)
 			}
 			c, cancel = r.bound(ctx)
-			_, err = r.st.Put(c, key, []byte(id), it.Revision) // stale claim
+			_, err = r.st.Put(c, key, r.claimValue(id), it.Revision) // stale claim
 			cancel()
 			if err == nil {
 				claimed = append(claimed, a)
@@ -533,7 +562,11 @@ func (r *Registry) claimAddresses(ctx context.Context, id string, addrs []string
 func (r *Registry) releaseAddresses(ctx context.Context, id string, addrs []string) {
 	for _, a := range normAddrs(addrs) {
 		c, cancel := r.bound(ctx)
-		if it, err := r.st.Get(c, PrefixAddresses+a); err == nil && string(it.Value) == id {
+		if it, err := r.st.Get(c, PrefixAddresses+a); err == nil {
+			if holder, _ := parseClaim(it.Value); holder != id {
+				cancel()
+				continue
+			}
 			_ = r.st.Delete(c, PrefixAddresses+a, it.Revision)
 		}
 		cancel()

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -33,5 +35,54 @@ func (s *Server) registerMetrics() {
 			Name: "imds_fleet_snapshots_total",
 			Help: "Snapshots published to the data plane.",
 		}, func() float64 { return float64(s.syncer.Status().Snapshots) }),
+		newCredentialsCollector(s),
 	)
+}
+
+// credentialsCollector reports each role's credentials at scrape time. The
+// role is the only label: per-instance figures belong in the admin API.
+type credentialsCollector struct {
+	s                                   *Server
+	sets, fetches, failures, expiry, ok *prometheus.Desc
+}
+
+func newCredentialsCollector(s *Server) *credentialsCollector {
+	return &credentialsCollector{
+		s: s,
+		sets: prometheus.NewDesc("imds_credentials_sets",
+			"Credential sets of a role by state: serving (unexpired), pending (first fetch running), failing (last fetch failed), expired (answering the error form).",
+			[]string{"role", "state"}, nil),
+		fetches: prometheus.NewDesc("imds_credentials_fetches_total",
+			"Calls to a role's credential source since its source was configured.", []string{"role", "source"}, nil),
+		failures: prometheus.NewDesc("imds_credentials_fetch_failures_total",
+			"Failed calls to a role's credential source since its source was configured.", []string{"role", "source"}, nil),
+		expiry: prometheus.NewDesc("imds_credentials_next_expiry_timestamp_seconds",
+			"Earliest expiry of a role's served credentials.", []string{"role"}, nil),
+		ok: prometheus.NewDesc("imds_credentials_last_success_timestamp_seconds",
+			"Latest successful fetch of a role's credentials.", []string{"role"}, nil),
+	}
+}
+
+func (c *credentialsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.sets, c.fetches, c.failures, c.expiry, c.ok} {
+		ch <- d
+	}
+}
+
+func (c *credentialsCollector) Collect(ch chan<- prometheus.Metric) {
+	ts := func(t time.Time) float64 {
+		if t.IsZero() {
+			return 0
+		}
+		return float64(t.UnixNano()) / 1e9
+	}
+	for _, r := range c.s.creds.Status() {
+		for state, n := range map[string]int{"serving": r.Serving, "pending": r.Pending, "failing": r.Failing, "expired": r.Expired} {
+			ch <- prometheus.MustNewConstMetric(c.sets, prometheus.GaugeValue, float64(n), r.Role, state)
+		}
+		ch <- prometheus.MustNewConstMetric(c.fetches, prometheus.CounterValue, float64(r.Fetches), r.Role, r.Source)
+		ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(r.Failures), r.Role, r.Source)
+		ch <- prometheus.MustNewConstMetric(c.expiry, prometheus.GaugeValue, ts(r.NextExpiry), r.Role)
+		ch <- prometheus.MustNewConstMetric(c.ok, prometheus.GaugeValue, ts(r.LastSuccess), r.Role)
+	}
 }

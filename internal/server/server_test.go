@@ -1,0 +1,85 @@
+package server
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+)
+
+func startTest(t *testing.T) *Server {
+	t.Helper()
+	s, err := New(t.Context(), Options{
+		Listen:      []string{"127.0.0.1:0"},
+		AdminListen: "127.0.0.1:0",
+		DataDir:     t.TempDir(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return s
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second}
+	res, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+func TestServeDemo(t *testing.T) {
+	s := startTest(t)
+	code, body := get(t, "http://"+s.Addrs()[0].String()+"/latest/meta-data/instance-id")
+	if code != 200 || body != "i-0123456789abcdef0" {
+		t.Errorf("instance-id: %d %q", code, body)
+	}
+	if code, body := get(t, "http://"+s.AdminAddr().String()+"/readyz"); code != 200 {
+		t.Errorf("readyz: %d %q", code, body)
+	}
+}
+
+// TestMetricNames checks every exported metric against Prometheus's naming
+// rules.
+func TestMetricNames(t *testing.T) {
+	s := startTest(t)
+	get(t, "http://"+s.Addrs()[0].String()+"/latest/meta-data/")
+	code, body := get(t, "http://"+s.AdminAddr().String()+"/metrics")
+	if code != 200 {
+		t.Fatalf("metrics: %d", code)
+	}
+	problems, err := promlint.New(strings.NewReader(body)).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		if strings.HasPrefix(p.Metric, "imds_") {
+			t.Errorf("%s: %s", p.Metric, p.Text)
+		}
+	}
+	for _, want := range []string{"imds_requests_total", "imds_fleet_instances", "imds_store_synced", "imds_credentials_sets"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
@@ -188,4 +190,164 @@ func readInput(cmd *cobra.Command, path string) ([]byte, error) {
 		return io.ReadAll(cmd.InOrStdin())
 	}
 	return os.ReadFile(path)
+}
+
+// putFlags are the flags of a put command that reads a YAML file: -f FILE,
+// --if-match REVISION and --create.
+type putFlags struct {
+	file    string
+	ifMatch int64
+	create  bool
+}
+
+// add defines the flags on cmd. kind names what is put and contents what
+// the file holds, in their help.
+func (p *putFlags) add(cmd *cobra.Command, kind, contents, createHelp string) {
+	cmd.Flags().StringVarP(&p.file, "file", "f", "", "YAML file with "+contents+" (- for standard input)")
+	cmd.Flags().Int64Var(&p.ifMatch, "if-match", 0, "replace only if the "+kind+" is at this revision")
+	cmd.Flags().BoolVar(&p.create, "create", false, createHelp)
+}
+
+// read checks the flags and reads the file (standard input for "-").
+func (p *putFlags) read(cmd *cobra.Command) ([]byte, error) {
+	if err := checkFlags(cmd, []string{"file"}, [2]string{"if-match", "create"}); err != nil {
+		return nil, err
+	}
+	data, err := readInput(cmd, p.file)
+	if err != nil {
+		return nil, &exitError{ExitFailure, err}
+	}
+	return data, nil
+}
+
+// cond is the condition the flags put on the write.
+func (p *putFlags) cond() adminclient.Cond {
+	return adminclient.Cond{IfMatch: p.ifMatch, Create: p.create}
+}
+
+// putVerb says what a put did: "updated", or made if created.
+func putVerb(created bool, made string) string {
+	if created {
+		return made
+	}
+	return "updated"
+}
+
+// newAdminLsCmd returns an ls command that prints what list returns: a table of
+// header and one row per item (columns separated by tabs), or with -o json
+// asJSON(items). what names the items in errors.
+func newAdminLsCmd[T any](f *adminFlags, short, what string,
+	list func(*adminclient.Client, context.Context) ([]T, error),
+	asJSON func([]T) any, header string, row func(T) string,
+) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   short,
+		Args:    usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output, "table", "json"); err != nil {
+				return err
+			}
+			c, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			items, err := list(c, cmd.Context())
+			if err != nil {
+				return adminError(err, c, "list "+what)
+			}
+			if output == "json" {
+				return printJSON(cmd.OutOrStdout(), asJSON(items))
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, header)
+			for _, it := range items {
+				fmt.Fprintln(tw, row(it))
+			}
+			return tw.Flush()
+		},
+	}
+	outputFlag(cmd, &output, "table", "json")
+	return cmd
+}
+
+// newAdminGetCmd returns a get command that prints what get returns for its one
+// argument as YAML, or with -o json as JSON. kind names it in errors.
+func newAdminGetCmd[T any](f *adminFlags, kind, use, short string,
+	get func(*adminclient.Client, context.Context, string) (T, error),
+) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output, "yaml", "json"); err != nil {
+				return err
+			}
+			c, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			v, err := get(c, cmd.Context(), args[0])
+			if err != nil {
+				return adminError(err, c, kind+" "+args[0])
+			}
+			if output == "json" {
+				return printJSON(cmd.OutOrStdout(), v)
+			}
+			return printYAML(cmd.OutOrStdout(), v)
+		},
+	}
+	outputFlag(cmd, &output, "yaml", "json")
+	return cmd
+}
+
+// removal describes an rm command.
+type removal struct {
+	kind  string // what it removes, as errors name it: "role"
+	arg   string // its arguments in the usage line: "NAME"
+	short string
+	bare  bool // print "NAME removed", not "KIND NAME removed"
+	// ifMatch gives the command --if-match, which takes one argument only.
+	ifMatch bool
+	del     func(c *adminclient.Client, ctx context.Context, name string, cond adminclient.Cond) error
+}
+
+// newAdminRmCmd returns an rm command that removes each of its arguments in turn
+// and stops at the first failure.
+func newAdminRmCmd(f *adminFlags, r removal) *cobra.Command {
+	var ifMatch int64
+	cmd := &cobra.Command{
+		Use:     "rm " + r.arg + "...",
+		Aliases: []string{"delete"},
+		Short:   r.short,
+		Args:    usageArgs(cobra.MinimumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if ifMatch != 0 && len(args) > 1 {
+				return &exitError{ExitUsage, fmt.Errorf("--if-match needs exactly one %s", r.arg)}
+			}
+			c, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			for _, name := range args {
+				if err := r.del(c, cmd.Context(), name, adminclient.Cond{IfMatch: ifMatch}); err != nil {
+					return adminError(err, c, r.kind+" "+name)
+				}
+				if r.bare {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s removed\n", name)
+				} else {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s %s removed\n", r.kind, name)
+				}
+			}
+			return nil
+		},
+	}
+	if r.ifMatch {
+		cmd.Flags().Int64Var(&ifMatch, "if-match", 0, "remove only if the "+r.kind+" is at this revision")
+	}
+	return cmd
 }

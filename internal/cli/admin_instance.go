@@ -2,11 +2,11 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -25,11 +25,7 @@ func newInstanceCmd() *cobra.Command {
 }
 
 func newInstancePutCmd(f *adminFlags) *cobra.Command {
-	var (
-		file    string
-		ifMatch int64
-		create  bool
-	)
+	var p putFlags
 	cmd := &cobra.Command{
 		Use:   "put -f FILE",
 		Short: "Register instances or replace their specs",
@@ -43,41 +39,32 @@ its spec changes only the options the new spec sets differently.`,
   imds instance put -f vm.yaml --if-match 42   # only if nobody changed it since revision 42`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkFlags(cmd, []string{"file"}, [2]string{"if-match", "create"}); err != nil {
-				return err
-			}
-			data, err := readInput(cmd, file)
+			data, err := p.read(cmd)
 			if err != nil {
-				return &exitError{ExitFailure, err}
+				return err
 			}
 			specs, err := parseInstances(data)
 			if err != nil {
-				return &exitError{ExitInvalid, fmt.Errorf("%s: %w", file, err)}
+				return &exitError{ExitInvalid, fmt.Errorf("%s: %w", p.file, err)}
 			}
-			if ifMatch != 0 && len(specs) > 1 {
-				return &exitError{ExitUsage, fmt.Errorf("--if-match needs a file with one instance; %s has %d", file, len(specs))}
+			if p.ifMatch != 0 && len(specs) > 1 {
+				return &exitError{ExitUsage, fmt.Errorf("--if-match needs a file with one instance; %s has %d", p.file, len(specs))}
 			}
 			c, err := f.client(cmd)
 			if err != nil {
 				return err
 			}
 			for _, spec := range specs {
-				rec, created, err := c.PutInstance(cmd.Context(), spec, adminclient.Cond{IfMatch: ifMatch, Create: create})
+				rec, created, err := c.PutInstance(cmd.Context(), spec, p.cond())
 				if err != nil {
 					return adminError(err, c, "instance "+spec.InstanceID)
 				}
-				verb := "updated"
-				if created {
-					verb = "registered"
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s %s (revision %d)\n", rec.Spec.InstanceID, verb, rec.Revision)
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s (revision %d)\n", rec.Spec.InstanceID, putVerb(created, "registered"), rec.Revision)
 			}
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&file, "file", "f", "", "YAML file with the instance spec (- for standard input)")
-	cmd.Flags().Int64Var(&ifMatch, "if-match", 0, "replace only if the instance is at this revision")
-	cmd.Flags().BoolVar(&create, "create", false, "register only: fail if the instance exists")
+	p.add(cmd, "instance", "the instance spec", "register only: fail if the instance exists")
 	return cmd
 }
 
@@ -131,108 +118,43 @@ func parseInstances(data []byte) ([]config.Instance, error) {
 }
 
 func newInstanceLsCmd(f *adminFlags) *cobra.Command {
-	var output string
-	cmd := &cobra.Command{
-		Use:     "ls",
-		Aliases: []string{"list"},
-		Short:   "List the instances and their metadata options",
-		Args:    usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output, "table", "json"); err != nil {
-				return err
+	return newAdminLsCmd(f, "List the instances and their metadata options", "instances", (*adminclient.Client).Instances,
+		func(list []controlplane.InstanceSummary) any { return controlplane.InstanceList{Instances: list} },
+		"ID\tADDRESSES\tTOKENS\tHOP\tENDPOINT\tREVISION",
+		func(in controlplane.InstanceSummary) string {
+			addrs := strings.Join(in.Addresses, ",")
+			if addrs == "" {
+				addrs = "-"
 			}
-			c, err := f.client(cmd)
-			if err != nil {
-				return err
-			}
-			list, err := c.Instances(cmd.Context())
-			if err != nil {
-				return adminError(err, c, "list instances")
-			}
-			if output == "json" {
-				return printJSON(cmd.OutOrStdout(), controlplane.InstanceList{Instances: list})
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tADDRESSES\tTOKENS\tHOP\tENDPOINT\tREVISION")
-			for _, in := range list {
-				addrs := strings.Join(in.Addresses, ",")
-				if addrs == "" {
-					addrs = "-"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\n", in.InstanceID, addrs, in.Options.HTTPTokens,
-					in.Options.HTTPPutResponseHopLimit, in.Options.HTTPEndpoint, in.Revision)
-			}
-			return tw.Flush()
-		},
-	}
-	outputFlag(cmd, &output, "table", "json")
-	return cmd
+			return fmt.Sprintf("%s\t%s\t%s\t%d\t%s\t%d", in.InstanceID, addrs, in.Options.HTTPTokens,
+				in.Options.HTTPPutResponseHopLimit, in.Options.HTTPEndpoint, in.Revision)
+		})
 }
 
 func newInstanceGetCmd(f *adminFlags) *cobra.Command {
-	var (
-		output   string
-		specOnly bool
-	)
-	cmd := &cobra.Command{
-		Use:   "get ID",
-		Short: "Show an instance: its spec, resolved options, launch time and revision",
-		Example: `  imds instance get i-0123456789abcdef0
-  imds instance get i-0123456789abcdef0 --spec > vm.yaml   # edit, then: imds instance put -f vm.yaml`,
-		Args: usageArgs(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(output, "yaml", "json"); err != nil {
-				return err
-			}
-			c, err := f.client(cmd)
+	var specOnly bool
+	cmd := newAdminGetCmd(f, "instance", "get ID", "Show an instance: its spec, resolved options, launch time and revision",
+		func(c *adminclient.Client, ctx context.Context, id string) (any, error) {
+			rec, err := c.Instance(ctx, id)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			rec, err := c.Instance(cmd.Context(), args[0])
-			if err != nil {
-				return adminError(err, c, "instance "+args[0])
-			}
-			var v any = rec
 			if specOnly {
-				v = rec.Spec
+				return rec.Spec, nil
 			}
-			if output == "json" {
-				return printJSON(cmd.OutOrStdout(), v)
-			}
-			return printYAML(cmd.OutOrStdout(), v)
-		},
-	}
-	outputFlag(cmd, &output, "yaml", "json")
+			return rec, nil
+		})
+	cmd.Example = `  imds instance get i-0123456789abcdef0
+  imds instance get i-0123456789abcdef0 --spec > vm.yaml   # edit, then: imds instance put -f vm.yaml`
 	cmd.Flags().BoolVar(&specOnly, "spec", false, "print only the spec, in the format instance put reads")
 	return cmd
 }
 
 func newInstanceRmCmd(f *adminFlags) *cobra.Command {
-	var ifMatch int64
-	cmd := &cobra.Command{
-		Use:     "rm ID...",
-		Aliases: []string{"delete"},
-		Short:   "Remove instances",
-		Args:    usageArgs(cobra.MinimumNArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if ifMatch != 0 && len(args) > 1 {
-				return &exitError{ExitUsage, errors.New("--if-match needs exactly one ID")}
-			}
-			c, err := f.client(cmd)
-			if err != nil {
-				return err
-			}
-			for _, id := range args {
-				if err := c.DeleteInstance(cmd.Context(), id, adminclient.Cond{IfMatch: ifMatch}); err != nil {
-					return adminError(err, c, "instance "+id)
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s removed\n", id)
-			}
-			return nil
-		},
-	}
-	cmd.Flags().Int64Var(&ifMatch, "if-match", 0, "remove only if the instance is at this revision")
-	return cmd
+	return newAdminRmCmd(f, removal{
+		kind: "instance", arg: "ID", short: "Remove instances", bare: true, ifMatch: true,
+		del: (*adminclient.Client).DeleteInstance,
+	})
 }
 
 func newInstanceEventCmd(f *adminFlags) *cobra.Command {

@@ -1,13 +1,14 @@
 package cli
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/imds/imds/internal/adminclient"
 	"github.com/imds/imds/internal/controlplane"
 )
 
@@ -51,57 +52,19 @@ it is never shown again. Putting an existing relay replaces its secret.`,
 }
 
 func newRelayLsCmd(f *adminFlags) *cobra.Command {
-	var output string
-	cmd := &cobra.Command{
-		Use:     "ls",
-		Aliases: []string{"list"},
-		Short:   "List the relays (never their secrets)",
-		Args:    usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output, "table", "json"); err != nil {
-				return err
-			}
-			c, err := f.client(cmd)
-			if err != nil {
-				return err
-			}
-			relays, err := c.Relays(cmd.Context())
-			if err != nil {
-				return adminError(err, c, "list relays")
-			}
-			if output == "json" {
-				return printJSON(cmd.OutOrStdout(), controlplane.RelayList{Relays: relays})
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tADDRESSES")
-			for _, r := range relays {
-				fmt.Fprintf(tw, "%s\t%s\n", r.Name, strings.Join(r.Addresses, ","))
-			}
-			return tw.Flush()
-		},
-	}
-	outputFlag(cmd, &output, "table", "json")
-	return cmd
+	return newAdminLsCmd(f, "List the relays (never their secrets)", "relays", (*adminclient.Client).Relays,
+		func(relays []controlplane.RelayRecord) any { return controlplane.RelayList{Relays: relays} },
+		"NAME\tADDRESSES",
+		func(r controlplane.RelayRecord) string {
+			return fmt.Sprintf("%s\t%s", r.Name, strings.Join(r.Addresses, ","))
+		})
 }
 
 func newRelayRmCmd(f *adminFlags) *cobra.Command {
-	return &cobra.Command{
-		Use:     "rm NAME...",
-		Aliases: []string{"delete"},
-		Short:   "Remove relays",
-		Args:    usageArgs(cobra.MinimumNArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client(cmd)
-			if err != nil {
-				return err
-			}
-			for _, name := range args {
-				if err := c.DeleteRelay(cmd.Context(), name); err != nil {
-					return adminError(err, c, "relay "+name)
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "relay %s removed\n", name)
-			}
-			return nil
+	return newAdminRmCmd(f, removal{
+		kind: "relay", arg: "NAME", short: "Remove relays",
+		del: func(c *adminclient.Client, ctx context.Context, name string, _ adminclient.Cond) error {
+			return c.DeleteRelay(ctx, name)
 		},
-	}
+	})
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/imds/imds/internal/config"
 	imdscreds "github.com/imds/imds/internal/credentials"
 	"github.com/imds/imds/internal/metadata"
+	"github.com/imds/imds/internal/testenv"
 )
 
 const (
@@ -34,8 +35,8 @@ const (
 // expires, then EC2's error form. The AWS SDK for Go v2 and botocore read
 // each stage through their IMDS credential providers.
 func TestAssumeRoleRotationAndOutage(t *testing.T) {
-	py := needPython(t, "moto.server")
-	mt := startMoto(t, py, freePort(t))
+	py := testenv.Python(t, "moto.server")
+	mt := testenv.StartMoto(t, py)
 	isolateAWS(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIAIMDSSOURCE")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "imds-source-secret")
@@ -130,7 +131,7 @@ roles:
 	}
 
 	// Outage: the next renewal fails; the last good set is served.
-	mt.stop()
+	mt.Stop()
 	clk.Add(4 * time.Minute)
 	m.RefreshDue(ctx)
 	if got := render(t, docA, true); got.AccessKeyID != v2r.AccessKeyID {

@@ -15,6 +15,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
+	"github.com/imds/imds/internal/testenv"
 )
 
 // botocoreResult is what testdata/botocore_imds.py prints.
@@ -33,7 +35,7 @@ type botocoreResult struct {
 // no other AWS configuration. v1 false sets AWS_EC2_METADATA_V1_DISABLED.
 func runBotocore(t *testing.T, url string, v1 bool) botocoreResult {
 	t.Helper()
-	py := needPython(t, "botocore", "python3", "/usr/bin/python3")
+	py := testenv.Python(t, "botocore", "python3", "/usr/bin/python3")
 	script, err := filepath.Abs("testdata/botocore_imds.py")
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +121,7 @@ func TestBotocoreEndpointDisabled(t *testing.T) {
 // of STS, which checks the SigV4 signature.
 func TestAWSCLIInstanceRole(t *testing.T) {
 	t.Parallel()
-	awsCLI := needCommand(t, "aws")
+	awsCLI := testenv.Command(t, "aws")
 	s := startServer(t, webConfig(t, webOptions{}))
 	env := awsFreeEnv(t, s.URL)
 	ctx := t.Context()

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/imds/imds/internal/testenv"
 )
 
 // cloudInitResult is what testdata/cloudinit_ec2.py prints.
@@ -46,7 +48,7 @@ func (r cloudInitRequest) String() string {
 // IMDSv2 token flow; "unknown" uses IMDSv1.
 func runCloudInit(t *testing.T, url, platform string, maxWait int) cloudInitResult {
 	t.Helper()
-	py := needPython(t, "cloudinit.sources.DataSourceEc2", "/usr/bin/python3")
+	py := testenv.Python(t, "cloudinit.sources.DataSourceEc2", "/usr/bin/python3")
 	script, err := filepath.Abs("testdata/cloudinit_ec2.py")
 	if err != nil {
 		t.Fatal(err)

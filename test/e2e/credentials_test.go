@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/imds/imds/internal/testenv"
 )
 
 // credDoc is a document of iam/security-credentials/ROLE or
@@ -138,7 +138,7 @@ func (s *server) adminURL(t *testing.T) string {
 		if !strings.Contains(line, msg) {
 			continue
 		}
-		if a, ok := logAttr(line, "addr"); ok {
+		if a, ok := testenv.LogAttr(line, "addr"); ok {
 			return "http://" + a
 		}
 	}
@@ -168,77 +168,6 @@ func withAccount(legacy, account string) string {
 	return strings.TrimSuffix(legacy, "\n}") + ",\n  \"AccountId\" : \"" + account + "\"\n}"
 }
 
-// motoServer is a running `python3 -m moto.server`: STS for assume-role.
-type motoServer struct {
-	URL  string
-	cmd  *exec.Cmd
-	done chan struct{}
-	out  *lockedBuffer
-}
-
-// startMoto starts moto's server on a free loopback port and waits until it
-// answers; it is killed when the test ends.
-func startMoto(t *testing.T, py string) *motoServer {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	m := &motoServer{URL: fmt.Sprintf("http://127.0.0.1:%d", port), done: make(chan struct{}), out: &lockedBuffer{}}
-	m.cmd = exec.Command(py, "-m", "moto.server", "-H", "127.0.0.1", "-p", fmt.Sprint(port))
-	pr, pw := io.Pipe()
-	m.cmd.Stdout, m.cmd.Stderr = pw, pw
-	go func() {
-		b := make([]byte, 4096)
-		for {
-			n, err := pr.Read(b)
-			m.out.WriteString(string(b[:n]))
-			if err != nil {
-				return
-			}
-		}
-	}()
-	if err := m.cmd.Start(); err != nil {
-		t.Fatalf("start moto: %v", err)
-	}
-	go func() {
-		m.cmd.Wait()
-		pw.Close()
-		close(m.done)
-	}()
-	t.Cleanup(m.stop)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if resp, err := http.Get(m.URL + "/moto-api/"); err == nil {
-			resp.Body.Close()
-			return m
-		}
-		select {
-		case <-m.done:
-			t.Fatalf("moto exited:\n%s", m.out)
-		case <-ctx.Done():
-			t.Fatalf("moto does not answer on %s:\n%s", m.URL, m.out)
-		case <-tick.C:
-		}
-	}
-}
-
-// stop kills moto and waits until it has exited.
-func (m *motoServer) stop() {
-	select {
-	case <-m.done:
-		return
-	default:
-	}
-	m.cmd.Process.Kill()
-	<-m.done
-}
-
 // callerARN asks STS at endpoint whose credentials d holds.
 func callerARN(t *testing.T, endpoint string, d credDoc) string {
 	t.Helper()
@@ -259,15 +188,7 @@ func callerARN(t *testing.T, endpoint string, d credDoc) string {
 // machine's AWS configuration, with IMDS disabled for their SDK.
 func serveAWSEnv(t *testing.T, accessKeyID, secretAccessKey string) {
 	t.Helper()
-	dir := t.TempDir()
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_") {
-			t.Setenv(k, "")
-			os.Unsetenv(k)
-		}
-	}
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
+	testenv.IsolateAWS(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", accessKeyID)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", secretAccessKey)
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
@@ -288,8 +209,7 @@ const (
 func TestAssumeRoleEndToEnd(t *testing.T) {
 	// Not parallel: the serve process takes its AWS credentials from the
 	// environment, set here.
-	py := needPython(t, "moto.server", "python3")
-	mt := startMoto(t, py)
+	mt := testenv.StartMoto(t, testenv.Python(t, "moto.server"))
 	const sourceSecret = "imds-source-secret"
 	serveAWSEnv(t, "AKIAIMDSSOURCE", sourceSecret)
 
@@ -394,8 +314,8 @@ roles:
 	fetched := map[string]bool{}
 	for _, line := range strings.Split(s.Stderr(), "\n") {
 		if strings.Contains(line, `msg="credentials fetched"`) && strings.Contains(line, "role=app") {
-			inst, _ := logAttr(line, "instance")
-			del, _ := logAttr(line, "delivery")
+			inst, _ := testenv.LogAttr(line, "instance")
+			del, _ := testenv.LogAttr(line, "delivery")
 			fetched[inst+" "+del] = true
 		}
 	}
@@ -431,7 +351,7 @@ roles:
 	// renewal is reported, and that the sets are served until they expire,
 	// is tested here with a process source (TestProcessRenewalFailure) and
 	// for assume-role with a driven clock in test/credentials.
-	mt.stop()
+	mt.Stop()
 	if got := mustGetFrom(t, s, "127.0.0.1", webToken, "iam/security-credentials/app"); got != v2Body {
 		t.Errorf("web IMDSv2 with STS down:\n%s\nwant the same set:\n%s", got, v2Body)
 	}
@@ -469,7 +389,7 @@ func processRole(t *testing.T, name, dir string, life time.Duration) string {
 // and a date that reads @SECONDS.
 func needShellDate(t *testing.T) {
 	t.Helper()
-	needCommand(t, "/bin/sh")
+	testenv.Command(t, "/bin/sh")
 	out, err := exec.CommandContext(t.Context(), "date", "-u", "-d", "@0", "+%Y").Output()
 	need(t, err == nil && strings.TrimSpace(string(out)) == "1970", "date -d @SECONDS is not supported: %v", err)
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/imds/imds/internal/testenv"
 )
 
 // topology is three network namespaces made for one test:
@@ -35,7 +37,7 @@ const (
 func newTopology(t *testing.T) *topology {
 	t.Helper()
 	need(t, os.Geteuid() == 0, "network namespaces need root")
-	needCommand(t, "ip")
+	testenv.Command(t, "ip")
 
 	id := fmt.Sprintf("%d%d", os.Getpid()%100000, time.Now().UnixNano()%1000)
 	tp := &topology{srv: "imds-e2e-srv-" + id, rtr: "imds-e2e-rtr-" + id, cli: "imds-e2e-cli-" + id}

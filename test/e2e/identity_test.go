@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/imds/imds/internal/testenv"
 )
 
 // identityLeaves are the leaves of dynamic/instance-identity/ that imds
@@ -123,7 +125,7 @@ func verifyCommands(doc string) []struct {
 // `imds identity verify`; a changed document fails both.
 func TestIdentityDocumentsVerify(t *testing.T) {
 	t.Parallel()
-	openssl := needCommand(t, "openssl")
+	openssl := testenv.Command(t, "openssl")
 	dataDir := filepath.Join(t.TempDir(), "data")
 	s := startServer(t, webConfig(t, webOptions{}), "--data-dir", dataDir)
 	dir := identityFiles(t, s)
@@ -222,8 +224,8 @@ func TestIdentityCertSurvivesRestart(t *testing.T) {
 	certFile := filepath.Join(t.TempDir(), "certificate")
 	writeTestFile(t, certFile, cert)
 	first.stop(t)
-	if first.err != nil {
-		t.Fatalf("first server's exit: %v\n%s", first.err, first.Stderr())
+	if first.Err() != nil {
+		t.Fatalf("first server's exit: %v\n%s", first.Err(), first.Stderr())
 	}
 
 	second := startServer(t, cfg, "--data-dir", dataDir)

@@ -23,8 +23,8 @@ func (s *server) waitLog(t *testing.T, from int, substr string) int {
 			t.Fatalf("imds logged no %q within 10s\nstderr:\n%s", substr, all)
 		}
 		select {
-		case <-s.done:
-			t.Fatalf("imds exited: %v\nstderr:\n%s", s.err, all)
+		case <-s.Done():
+			t.Fatalf("imds exited: %v\nstderr:\n%s", s.Err(), all)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -61,7 +61,7 @@ func TestServeReloadOnSIGHUP(t *testing.T) {
 	hup := func() int {
 		t.Helper()
 		n := len(s.Stderr())
-		if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		if err := s.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
 		return n
@@ -79,9 +79,9 @@ func TestServeReloadOnSIGHUP(t *testing.T) {
 // configPath is the --config file of s.
 func configPath(t *testing.T, s *server) string {
 	t.Helper()
-	for i, a := range s.cmd.Args {
-		if a == "--config" && i+1 < len(s.cmd.Args) {
-			return s.cmd.Args[i+1]
+	for i, a := range s.Args() {
+		if a == "--config" && i+1 < len(s.Args()) {
+			return s.Args()[i+1]
 		}
 	}
 	t.Fatal("server has no --config")
@@ -92,16 +92,16 @@ func configPath(t *testing.T, s *server) string {
 func TestServeExitsCleanlyOnSIGTERM(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "")
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := s.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-s.done:
+	case <-s.Done():
 	case <-time.After(10 * time.Second):
 		t.Fatal("imds still running 10s after SIGTERM")
 	}
-	if s.err != nil {
-		t.Errorf("imds exit after SIGTERM: %v, want status 0\nstderr:\n%s", s.err, s.Stderr())
+	if s.Err() != nil {
+		t.Errorf("imds exit after SIGTERM: %v, want status 0\nstderr:\n%s", s.Err(), s.Stderr())
 	}
 	if c, err := net.DialTimeout("tcp", s.Addr, time.Second); err == nil {
 		c.Close()

@@ -12,7 +12,6 @@
 package fleet
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -23,69 +22,20 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/imds/imds/internal/adminclient"
+	"github.com/imds/imds/internal/testenv"
 )
 
 // imdsBin is the binary under test, built by TestMain.
 var imdsBin string
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "imds-fleet-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fleet:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	root, err := repoRoot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fleet:", err)
-		return 1
-	}
-	imdsBin = filepath.Join(dir, "imds")
-	build := exec.Command("go", "build", "-o", imdsBin, "./cmd/imds")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "fleet: go build ./cmd/imds: %v\n%s", err, out)
-		return 1
-	}
-	return m.Run()
-}
-
-// repoRoot is the directory holding the module's go.mod.
-func repoRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("go env GOMOD: not inside a module")
-	}
-	return filepath.Dir(gomod), nil
-}
-
-// need skips the test when ok is false, or fails it when CI is "true".
-func need(t *testing.T, ok bool, format string, args ...any) {
-	t.Helper()
-	if ok {
-		return
-	}
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true but %s", msg)
-	}
-	t.Skip(msg)
+	os.Exit(testenv.RunWithImds(m, &imdsBin))
 }
 
 // needLoopbackRange checks that 127.0.0.2 is a local address, as on Linux,
@@ -96,28 +46,20 @@ func needLoopbackRange(t *testing.T) {
 	if err == nil {
 		l.Close()
 	}
-	need(t, err == nil, "127.0.0.2 is not a local address here (loopback aliases): %v", err)
+	testenv.Need(t, "127.0.0.2 is not a local address here (loopback aliases)", err)
 }
 
 // proc is one running `imds serve`.
 type proc struct {
+	*testenv.Proc
 	DataDir  string
 	Listen   []string          // shared data-plane listeners, host:port
 	Bound    map[string]string // instance id -> its bound listener, host:port
 	AdminURL string            // http://host:port of the control plane
-
-	argv []string
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited
-	err  error         // its exit, valid after done
-	log  *lockedBuffer
 }
 
 // URL is the first shared data-plane listener as a base URL.
 func (p *proc) URL() string { return "http://" + p.Listen[0] }
-
-// Log is what the process has written so far.
-func (p *proc) Log() string { return p.log.String() }
 
 // startIMDS starts `imds serve --data-dir dataDir args...`, adding
 // --listen 127.0.0.1:0 and --admin-listen 127.0.0.1:0 unless args set them.
@@ -135,47 +77,19 @@ func startIMDS(t *testing.T, dataDir string, args ...string) *proc {
 
 // launch is startIMDS returning the error instead of failing the test.
 func launch(t *testing.T, dataDir string, args ...string) (*proc, error) {
-	argv := []string{"serve", "--data-dir", dataDir}
-	if !hasFlag(args, "--listen") {
-		argv = append(argv, "--listen", "127.0.0.1:0")
-	}
-	if !hasFlag(args, "--admin-listen") {
-		argv = append(argv, "--admin-listen", "127.0.0.1:0")
-	}
-	argv = append(argv, args...)
-	p := &proc{DataDir: dataDir, Bound: map[string]string{}, argv: argv, done: make(chan struct{}), log: &lockedBuffer{}}
-	p.cmd = exec.Command(imdsBin, argv...)
-	p.cmd.Env = cleanEnv(t)
-	pr, pw := io.Pipe()
-	p.cmd.Stdout, p.cmd.Stderr = pw, pw
-	type listening struct{ addr, instance, admin string }
-	lines := make(chan listening, 64)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64*1024), 1024*1024)
-		for sc.Scan() {
-			line := sc.Text()
-			p.log.WriteString(line + "\n")
-			switch {
-			case strings.Contains(line, "msg=listening "):
-				addr, _ := logAttr(line, "addr")
-				inst, _ := logAttr(line, "instance")
-				lines <- listening{addr: addr, instance: inst}
-			case strings.Contains(line, `msg="control plane listening"`):
-				addr, _ := logAttr(line, "addr")
-				lines <- listening{admin: addr}
-			}
+	argv := testenv.ServeArgs(dataDir, args...)
+	cmd := exec.Command(imdsBin, argv...)
+	cmd.Env = cleanEnv(t)
+	lines := make(chan testenv.Listener, 64)
+	tp, err := testenv.Start(cmd, func(line string) {
+		if l, ok := testenv.ParseListening(line); ok {
+			lines <- l
 		}
-		io.Copy(io.Discard, pr)
-	}()
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", imdsBin, err)
+	})
+	if err != nil {
+		return nil, err
 	}
-	go func() {
-		p.err = p.cmd.Wait()
-		pw.Close()
-		close(p.done)
-	}()
+	p := &proc{Proc: tp, DataDir: dataDir, Bound: map[string]string{}}
 	t.Cleanup(func() { p.Stop(t) })
 
 	deadline := time.After(30 * time.Second)
@@ -183,15 +97,15 @@ func launch(t *testing.T, dataDir string, args ...string) (*proc, error) {
 		select {
 		case l := <-lines:
 			switch {
-			case l.admin != "":
-				p.AdminURL = "http://" + l.admin
-			case l.instance != "":
-				p.Bound[l.instance] = l.addr
+			case l.Admin:
+				p.AdminURL = "http://" + l.Addr
+			case l.Instance != "":
+				p.Bound[l.Instance] = l.Addr
 			default:
-				p.Listen = append(p.Listen, l.addr)
+				p.Listen = append(p.Listen, l.Addr)
 			}
-		case <-p.done:
-			return nil, fmt.Errorf("imds %s exited before listening: %v\nlog:\n%s", strings.Join(argv, " "), p.err, p.Log())
+		case <-p.Done():
+			return nil, fmt.Errorf("imds %s exited before listening: %v\nlog:\n%s", strings.Join(argv, " "), p.Err(), p.Log())
 		case <-deadline:
 			return nil, fmt.Errorf("imds %s bound no control plane within 30s\nlog:\n%s", strings.Join(argv, " "), p.Log())
 		}
@@ -213,46 +127,21 @@ func cleanEnv(t *testing.T) []string {
 	return env
 }
 
-// Running reports whether the process has not exited.
-func (p *proc) Running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
 // Stop sends SIGTERM and waits for the exit; it kills the process and fails
 // the test after 10 s. It logs the process's output when the test failed.
 func (p *proc) Stop(t *testing.T) {
-	if p.Running() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-			t.Errorf("imds did not exit within 10s of SIGTERM\nlog:\n%s", p.Log())
-		}
-	}
+	p.Proc.Stop(t)
 	if t.Failed() {
-		t.Logf("imds %s: %v\nlog (last lines):\n%s", strings.Join(p.argv, " "), p.err, tail(p.Log(), 40))
+		t.Logf("imds %s: %v\nlog (last lines):\n%s", strings.Join(p.Args()[1:], " "), p.Err(), tail(p.Log(), 40))
 	}
-}
-
-// Kill sends SIGKILL and waits for the exit.
-func (p *proc) Kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
 }
 
 // ExitCode waits up to timeout for the process to exit on its own and
 // returns its exit code, or -1 if it is still running.
 func (p *proc) ExitCode(timeout time.Duration) int {
 	select {
-	case <-p.done:
-		return p.cmd.ProcessState.ExitCode()
+	case <-p.Done():
+		return p.Proc.ExitCode()
 	case <-time.After(timeout):
 		return -1
 	}
@@ -454,42 +343,6 @@ func metric(base, name string) (string, error) {
 
 // --- small helpers ---
 
-// logAttr finds key=value in a slog text line; quoted values are unquoted.
-func logAttr(line, key string) (string, bool) {
-	for rest := line; ; {
-		i := strings.Index(rest, key+"=")
-		if i < 0 {
-			return "", false
-		}
-		if i > 0 && rest[i-1] != ' ' {
-			rest = rest[i+len(key)+1:]
-			continue
-		}
-		v := rest[i+len(key)+1:]
-		if strings.HasPrefix(v, `"`) {
-			q, err := strconv.QuotedPrefix(v)
-			if err != nil {
-				return "", false
-			}
-			u, err := strconv.Unquote(q)
-			return u, err == nil
-		}
-		if j := strings.IndexByte(v, ' '); j >= 0 {
-			v = v[:j]
-		}
-		return v, true
-	}
-}
-
-func hasFlag(args []string, flag string) bool {
-	for _, a := range args {
-		if a == flag || strings.HasPrefix(a, flag+"=") {
-			return true
-		}
-	}
-	return false
-}
-
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
@@ -506,22 +359,4 @@ func writeFile(t *testing.T, name, content string) string {
 		t.Fatal(err)
 	}
 	return path
-}
-
-// lockedBuffer is a bytes.Buffer safe for one writer and many readers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) WriteString(s string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.b.WriteString(s)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -33,6 +33,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/imds/imds/internal/testenv"
 )
 
 // NamePrefix starts the name of every namespace this package creates.
@@ -41,22 +43,12 @@ const NamePrefix = "imdst-"
 // stopGrace is how long a stopped process gets between SIGTERM and SIGKILL.
 const stopGrace = 5 * time.Second
 
-// SkipOrFail skips the test, or fails it when CI is "true".
-func SkipOrFail(t testing.TB, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s (required when CI=true)", msg)
-	}
-	t.Skip(msg)
-}
-
 // Require checks that the test runs as root and that ip and every named
-// command are installed; otherwise it calls SkipOrFail.
+// command are installed; otherwise it calls testenv.SkipOrFail.
 func Require(t testing.TB, commands ...string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		SkipOrFail(t, "network namespace tests need root")
+		testenv.SkipOrFail(t, "network namespace tests need root")
 	}
 	var missing []string
 	for _, c := range append([]string{"ip"}, commands...) {
@@ -65,7 +57,7 @@ func Require(t testing.TB, commands ...string) {
 		}
 	}
 	if len(missing) > 0 {
-		SkipOrFail(t, "network namespace tests need %s in PATH", strings.Join(missing, ", "))
+		testenv.SkipOrFail(t, "network namespace tests need %s in PATH", strings.Join(missing, ", "))
 	}
 }
 
@@ -88,7 +80,7 @@ func New(t testing.TB, label string) *Namespace {
 	if out, err := exec.Command("ip", "netns", "add", ns.Name).CombinedOutput(); err != nil {
 		// The first namespace is the probe: a sandbox without CAP_SYS_ADMIN
 		// fails here, which is a missing capability, not a bug.
-		SkipOrFail(t, "ip netns add %s: %v: %s", ns.Name, err, bytes.TrimSpace(out))
+		testenv.SkipOrFail(t, "ip netns add %s: %v: %s", ns.Name, err, bytes.TrimSpace(out))
 	}
 	t.Cleanup(func() {
 		if out, err := exec.Command("ip", "netns", "delete", ns.Name).CombinedOutput(); err != nil {

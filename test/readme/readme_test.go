@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/imds/imds/internal/config"
+	"github.com/imds/imds/internal/testenv"
 )
 
 // block is one fenced code block of a Markdown file.
@@ -86,12 +87,7 @@ func TestConfigExamplesLoad(t *testing.T) {
 // TestQuickStart runs the README's quick start: the server, then the shell
 // block that points an SDK and curl at it.
 func TestQuickStart(t *testing.T) {
-	if _, err := exec.LookPath("aws"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("aws CLI missing: %v", err)
-		}
-		t.Skipf("aws CLI missing: %v", err)
-	}
+	testenv.Command(t, "aws")
 	var script string
 	for _, b := range blocks(t, "../../README.md") {
 		if b.lang == "sh" && strings.Contains(b.body, "AWS_EC2_METADATA_SERVICE_ENDPOINT") {
@@ -103,9 +99,9 @@ func TestQuickStart(t *testing.T) {
 		t.Fatal("README has no quick-start block setting AWS_EC2_METADATA_SERVICE_ENDPOINT")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "imds")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/imds").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+	bin, err := testenv.BuildImds(dir)
+	if err != nil {
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -118,8 +114,8 @@ func TestQuickStart(t *testing.T) {
 	addr := ""
 	sc := bufio.NewScanner(stderr)
 	for sc.Scan() {
-		if m := regexp.MustCompile(`msg=listening .*addr=(\S+)`).FindStringSubmatch(sc.Text()); m != nil {
-			addr = m[1]
+		if l, ok := testenv.ParseListening(sc.Text()); ok && !l.Admin {
+			addr = l.Addr
 			break
 		}
 	}

@@ -31,29 +31,21 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/imds/imds/internal/testenv"
 )
 
 // startTimeout bounds how long a new server or cluster may take to become
 // healthy.
 const startTimeout = 30 * time.Second
 
-// SkipOrFail skips the test, or fails it when CI is "true".
-func SkipOrFail(t testing.TB, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s (required when CI=true)", msg)
-	}
-	t.Skip(msg)
-}
-
-// Binary returns the path of the etcd binary, through SkipOrFail when there
-// is none.
+// Binary returns the path of the etcd binary, through testenv.SkipOrFail
+// when there is none.
 func Binary(t testing.TB) string {
 	t.Helper()
 	p, err := exec.LookPath("etcd")
 	if err != nil {
-		SkipOrFail(t, "etcd is not installed (apt-get install etcd-server): %v", err)
+		testenv.SkipOrFail(t, "etcd is not installed (apt-get install etcd-server): %v", err)
 	}
 	return p
 }

@@ -6,6 +6,7 @@ package dataplane
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -40,6 +41,7 @@ type Handler struct {
 	emptyErrors bool
 	versions    map[string]bool
 	versionLs   []byte
+	versionLen  []string
 }
 
 // Options configure a Handler.
@@ -82,6 +84,7 @@ func New(f *fleet.Fleet, ring *token.Ring, o Options) *Handler {
 		h.versions[v] = true
 	}
 	h.versionLs = []byte(strings.Join(versions, "\n"))
+	h.versionLen = []string{strconv.Itoa(len(h.versionLs))}
 	return h
 }
 
@@ -218,10 +221,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (route string, c
 }
 
 func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request, snap *fleet.Snapshot, e *fleet.Entry, path string, v2 bool, left time.Duration) int {
-	var body []byte
+	var (
+		body      []byte
+		lenHeader []string
+	)
 	contentType := valText
 	if path == "/" {
-		body = h.versionLs
+		body, lenHeader = h.versionLs, h.versionLen
 	} else {
 		rest := path[1:]
 		version, sub, _ := strings.Cut(rest, "/")
@@ -244,12 +250,17 @@ func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request, snap *fl
 		if n.ContentType() == "application/octet-stream" {
 			contentType = valOctet
 		}
+		lenHeader = n.ContentLengthHeader()
 		w.Header()["Last-Modified"] = e.LastModifiedHeader
 	}
 	hd := w.Header()
 	hd["Content-Type"] = contentType
 	hd["Accept-Ranges"] = valNone
-	hd["Content-Length"] = []string{strconv.Itoa(len(body))}
+	if n := lenHeader; n != nil {
+		hd["Content-Length"] = n
+	} else {
+		hd["Content-Length"] = []string{strconv.Itoa(len(body))}
+	}
 	if v2 {
 		hd[hdrTTL] = []string{strconv.FormatInt(ceilSeconds(left), 10)}
 	}
@@ -260,7 +271,10 @@ func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request, snap *fl
 	return http.StatusOK
 }
 
-var valOctet = []string{"application/octet-stream"}
+var (
+	valOctet    = []string{"application/octet-stream"}
+	valTokenLen = []string{strconv.Itoa(token.EncodedLen)}
+)
 
 func (h *Handler) issueToken(w http.ResponseWriter, r *http.Request, e *fleet.Entry) int {
 	if _, fwd := r.Header[hdrForwards]; fwd {
@@ -279,10 +293,10 @@ func (h *Handler) issueToken(w http.ResponseWriter, r *http.Request, e *fleet.En
 	hd := w.Header()
 	hd["Content-Type"] = valText
 	hd["Accept-Ranges"] = valNone
-	hd["Content-Length"] = []string{strconv.Itoa(len(tok))}
+	hd["Content-Length"] = valTokenLen
 	hd[hdrTTL] = []string{strconv.Itoa(ttl)}
 	w.WriteHeader(http.StatusOK)
-	w.Write([]byte(tok))
+	io.WriteString(w, tok)
 	if h.metrics != nil {
 		h.metrics.tokens.Inc()
 	}

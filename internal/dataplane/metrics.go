@@ -15,6 +15,25 @@ type Metrics struct {
 	// required (MetadataNoTokenRejected).
 	noToken, noTokenRejected prometheus.Counter
 	tokens                   prometheus.Counter
+
+	// byLabels holds the counter of every common label set, so that a
+	// request costs no label hashing: [route][code][version].
+	byLabels [len(routeNames)][len(codeList)][len(versionNames)]prometheus.Counter
+}
+
+var (
+	routeNames   = [...]string{routeToken, routeMeta, routeDynamic, routeUser, routeOther}
+	versionNames = [...]string{"v1", "v2", "none"}
+	codeList     = [...]int{0, 200, 301, 400, 401, 403, 404, 405}
+)
+
+func indexOf[T comparable](list []T, v T) int {
+	for i, x := range list {
+		if x == v {
+			return i
+		}
+	}
+	return -1
 }
 
 // NewMetrics registers the data plane's metrics with reg.
@@ -38,27 +57,26 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	reg.MustRegister(m.requests, m.noToken, m.noTokenRejected, m.tokens)
-	return m
-}
-
-// codes caches the label value of each status code.
-var codes = func() map[int]string {
-	m := map[int]string{}
-	for _, c := range []int{200, 301, 400, 401, 403, 404, 405} {
-		m[c] = strconv.Itoa(c)
+	for r, route := range routeNames {
+		for c, code := range codeList {
+			for v, version := range versionNames {
+				m.byLabels[r][c][v] = m.requests.WithLabelValues(route, strconv.Itoa(code), version)
+			}
+		}
 	}
 	return m
-}()
+}
 
 func (m *Metrics) observe(route string, code int, version string) {
 	if m == nil {
 		return
 	}
-	c, ok := codes[code]
-	if !ok {
-		c = strconv.Itoa(code)
+	r, c, v := indexOf(routeNames[:], route), indexOf(codeList[:], code), indexOf(versionNames[:], version)
+	if r >= 0 && c >= 0 && v >= 0 {
+		m.byLabels[r][c][v].Inc()
+	} else {
+		m.requests.WithLabelValues(route, strconv.Itoa(code), version).Inc()
 	}
-	m.requests.WithLabelValues(route, c, version).Inc()
 	switch {
 	case version == "v1" && code == 200:
 		m.noToken.Inc()

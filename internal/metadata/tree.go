@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -23,6 +24,7 @@ type Node struct {
 	dir      bool
 
 	body        []byte      // leaf value, or directory listing
+	lenHeader   []string    // Content-Length of body, for a fixed body
 	dynamic     DynamicFunc // leaf rendered per request, when set
 	contentType string
 
@@ -37,6 +39,10 @@ func (n *Node) IsDir() bool { return n.dir }
 
 // ContentType is the leaf's media type.
 func (n *Node) ContentType() string { return n.contentType }
+
+// ContentLengthHeader is the Content-Length header value of a fixed body,
+// made once when the tree is built; nil for a leaf rendered per request.
+func (n *Node) ContentLengthHeader() []string { return n.lenHeader }
 
 // RedirectWithoutSlash reports whether the directory answers 301 when asked for
 // without a trailing slash.
@@ -187,12 +193,31 @@ func (b *builder) build() *Node {
 			n.body = []byte(strings.Join(names, "\n"))
 		}
 		n.contentType = "text/plain"
+		n.lenHeader = lengthHeader(len(n.body))
 		for _, c := range n.children {
 			if c.dir {
 				walk(c)
+			} else if c.dynamic == nil {
+				c.lenHeader = lengthHeader(len(c.body))
 			}
 		}
 	}
 	walk(b.root)
 	return b.root
+}
+
+// lengths shares the Content-Length values of small bodies among every tree,
+// so that a fleet does not hold one copy per leaf.
+var lengths = func() (t [4096][]string) {
+	for i := range t {
+		t[i] = []string{strconv.Itoa(i)}
+	}
+	return t
+}()
+
+func lengthHeader(n int) []string {
+	if n < len(lengths) {
+		return lengths[n]
+	}
+	return []string{strconv.Itoa(n)}
 }

@@ -63,7 +63,15 @@ type Ring struct {
 
 type ringKey struct {
 	id   uint16
-	pool *sync.Pool // of hash.Hash keyed with the secret
+	pool *sync.Pool // of *macState keyed with the secret
+}
+
+// macState is a keyed hash and scratch space, pooled so that computing a MAC
+// allocates nothing.
+type macState struct {
+	h   hash.Hash
+	in  [12 + 64]byte // header and a usual instance id, written at once
+	sum [sha256.Size]byte
 }
 
 // NewRing makes a ring; keys[0] signs new tokens. now may be nil for time.Now.
@@ -86,7 +94,7 @@ func NewRing(keys []Key, now func() time.Time) (*Ring, error) {
 		seen[k.ID] = true
 		secret := append([]byte(nil), k.Secret...)
 		r.keys = append(r.keys, ringKey{id: k.ID, pool: &sync.Pool{New: func() any {
-			return hmac.New(sha256.New, secret)
+			return &macState{h: hmac.New(sha256.New, secret)}
 		}}})
 	}
 	return r, nil
@@ -112,7 +120,9 @@ func (r *Ring) Verify(tok, instanceID string) (time.Duration, error) {
 	// Decode into room for any 56 characters: a token without padding
 	// decodes to more than rawLen bytes.
 	var buf [EncodedLen / 4 * 3]byte
-	n, err := enc.Decode(buf[:], []byte(tok))
+	var src [EncodedLen]byte
+	copy(src[:], tok)
+	n, err := enc.Decode(buf[:], src[:])
 	if err != nil || n != rawLen {
 		return 0, ErrMalformed
 	}
@@ -125,7 +135,7 @@ func (r *Ring) Verify(tok, instanceID string) (time.Duration, error) {
 		if k.id != id {
 			continue
 		}
-		var sum [sha256.Size]byte
+		var sum [macLen]byte
 		if !hmac.Equal(k.mac(raw[:12], instanceID, sum[:0]), raw[12:]) {
 			return 0, ErrInvalid
 		}
@@ -140,12 +150,16 @@ func (r *Ring) Verify(tok, instanceID string) (time.Duration, error) {
 
 // mac appends the truncated MAC of header||instanceID to dst.
 func (k ringKey) mac(header []byte, instanceID string, dst []byte) []byte {
-	h := k.pool.Get().(hash.Hash)
-	h.Reset()
-	h.Write(header)
-	h.Write([]byte(instanceID))
-	var sum [sha256.Size]byte
-	out := append(dst, h.Sum(sum[:0])[:macLen]...)
-	k.pool.Put(h)
+	st := k.pool.Get().(*macState)
+	st.h.Reset()
+	n := copy(st.in[:], header)
+	if m := copy(st.in[n:], instanceID); m == len(instanceID) {
+		st.h.Write(st.in[:n+m])
+	} else {
+		st.h.Write(st.in[:n])
+		st.h.Write([]byte(instanceID))
+	}
+	out := append(dst, st.h.Sum(st.sum[:0])[:macLen]...)
+	k.pool.Put(st)
 	return out
 }

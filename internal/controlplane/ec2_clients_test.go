@@ -17,6 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/imds/imds/internal/testenv"
 )
 
 // The control plane driven by real EC2 clients, over HTTP, signing with the
@@ -232,12 +234,7 @@ func awsCLI(t *testing.T, srv *httptest.Server, out any, args ...string) (stderr
 // needAWSCLI skips without the AWS CLI, except under CI=true, where it fails.
 func needAWSCLI(t *testing.T) {
 	t.Helper()
-	if _, err := exec.LookPath("aws"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but the AWS CLI is not installed: %v", err)
-		}
-		t.Skipf("the AWS CLI is not installed: %v", err)
-	}
+	testenv.Command(t, "aws")
 }
 
 // TestEC2AWSCLI runs independent chains of AWS CLI commands in parallel:

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/imds/imds/internal/testenv"
 )
 
 // These tests check the signatures with the commands AWS documents for
@@ -17,12 +19,7 @@ import (
 // requireOpenSSL skips the test when openssl is missing, except in CI.
 func requireOpenSSL(t *testing.T) {
 	t.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("openssl is needed in CI: %v", err)
-		}
-		t.Skipf("openssl not installed: %v", err)
-	}
+	testenv.Command(t, "openssl")
 }
 
 // openssl runs openssl with args in dir and returns its standard output.

@@ -165,15 +165,6 @@ func (b *Builder) RolesChanged(roles ...string) {
 	}
 }
 
-// IdentityChanged rebuilds every instance: the identity credentials source
-// appeared, changed or went away.
-func (b *Builder) IdentityChanged() {
-	for id, e := range b.byID {
-		b.byID[id] = b.build(e.record)
-	}
-	b.dirty = true
-}
-
 // PutRelay adds or replaces a relay; RemoveRelay drops one.
 func (b *Builder) PutRelay(rl registry.Relay) { b.relays[rl.Name] = rl; b.dirty = true }
 

@@ -21,11 +21,6 @@ type Options struct {
 	TagsEnabled     bool // InstanceMetadataTags=enabled
 }
 
-// DefaultOptions are EC2's built-in defaults.
-func DefaultOptions() Options {
-	return Options{HopLimit: 1, EndpointEnabled: true}
-}
-
 // KeyValue is an ordered pair (a tag, a public key).
 type KeyValue struct{ Key, Value string }
 

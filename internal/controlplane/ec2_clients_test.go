@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -32,15 +33,18 @@ func newEC2Server(t *testing.T) (*ec2Fixture, *httptest.Server) {
 	return f, srv
 }
 
-// sdkClient keeps the SDK's default retries: a known race in the SDK's
-// transport (aws/aws-sdk-go-v2#2737) can close a connection while a response
-// is read, and the SDK retries that error; EC2's client errors are not retried.
+// sdkClient uses a connection per request: with reused connections a known
+// race in the SDK's transport (aws/aws-sdk-go-v2#2737) can close a
+// connection while a response is read, which under load outlasted the SDK's
+// retries. EC2's client errors are not retried either way.
 func sdkClient(srv *httptest.Server, secret string) *ec2.Client {
+	tr := srv.Client().Transport.(*http.Transport).Clone()
+	tr.DisableKeepAlives = true
 	return ec2.New(ec2.Options{
 		Region:       testRegion,
 		Credentials:  credentials.NewStaticCredentialsProvider(testKeyID, secret, ""),
 		BaseEndpoint: aws.String(srv.URL),
-		HTTPClient:   srv.Client(),
+		HTTPClient:   &http.Client{Transport: tr},
 	})
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -158,7 +159,7 @@ func (s *Syncer) Sync(ctx context.Context) error {
 func (s *Syncer) setRoles(roles map[string]*config.Role) {
 	var changed []string
 	for name, r := range roles {
-		if old, ok := s.roleSpecs[name]; !ok || !sameJSON(old, r) {
+		if old, ok := s.roleSpecs[name]; !ok || !reflect.DeepEqual(old, r) {
 			changed = append(changed, name)
 		}
 	}
@@ -176,12 +177,6 @@ func (s *Syncer) setRoles(roles map[string]*config.Role) {
 	if len(changed) > 0 {
 		s.builder.RolesChanged(changed...)
 	}
-}
-
-func sameJSON(a, b any) bool {
-	x, _ := json.Marshal(a)
-	y, _ := json.Marshal(b)
-	return string(x) == string(y)
 }
 
 func (s *Syncer) applyTokens(it store.Item) {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 
 	"github.com/imds/imds/internal/config"
 	"github.com/imds/imds/internal/store"
@@ -34,7 +35,7 @@ func (r *Registry) Seed(ctx context.Context, c *config.Config) (SeedResult, erro
 			rev = store.Absent
 		case err != nil:
 			return res, err
-		case sameJSON(cur, role):
+		case reflect.DeepEqual(cur, role):
 			continue
 		}
 		if _, err := r.PutRole(ctx, name, role, rev); err != nil {
@@ -84,10 +85,4 @@ func specHash(spec config.Instance) string {
 	b, _ := json.Marshal(spec)
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
-}
-
-func sameJSON(a, b any) bool {
-	x, _ := json.Marshal(a)
-	y, _ := json.Marshal(b)
-	return string(x) == string(y)
 }

@@ -24,26 +24,31 @@ type identityRecord struct {
 
 // identitySigner returns the signer of identity documents. The key pair lives
 // in the store; a replica writes it to its data dir. On first start the pair
-// in the data dir (the operator's, or one generated there) goes to the store.
+// in the data dir (the operator's, or one generated there) goes to the store;
+// when another replica stored its pair first, that one is used.
 func (s *Server) identitySigner(ctx context.Context) (metadata.SignFunc, error) {
 	dir := s.opts.DataDir
 	keyPath, certPath := filepath.Join(dir, signing.KeyFile), filepath.Join(dir, signing.CertFile)
 	ctx, cancel := context.WithTimeout(ctx, 10*s.timeout())
 	defer cancel()
-	it, err := s.st.Get(ctx, keyIdentity)
-	switch {
-	case err == nil:
-		var rec identityRecord
-		if err := json.Unmarshal(it.Value, &rec); err != nil {
-			return nil, fmt.Errorf("decode %s: %w", keyIdentity, err)
+	for range 2 {
+		it, err := s.st.Get(ctx, keyIdentity)
+		switch {
+		case err == nil:
+			var rec identityRecord
+			if err := json.Unmarshal(it.Value, &rec); err != nil {
+				return nil, fmt.Errorf("decode %s: %w", keyIdentity, err)
+			}
+			if err := writeIfMissing(keyPath, rec.Key, 0o600); err != nil {
+				return nil, err
+			}
+			if err := writeIfMissing(certPath, rec.Cert, 0o644); err != nil {
+				return nil, err
+			}
+			return loadSigner(dir)
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, fmt.Errorf("read identity key: %w", err)
 		}
-		if err := writeIfMissing(keyPath, rec.Key, 0o600); err != nil {
-			return nil, err
-		}
-		if err := writeIfMissing(certPath, rec.Cert, 0o644); err != nil {
-			return nil, err
-		}
-	case errors.Is(err, store.ErrNotFound):
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create data dir: %w", err)
 		}
@@ -56,34 +61,18 @@ func (s *Server) identitySigner(ctx context.Context) (metadata.SignFunc, error) 
 			return nil, err
 		}
 		data, _ := json.Marshal(identityRecord{Key: key, Cert: cert})
-		if _, err := s.st.Put(ctx, keyIdentity, data, store.Absent); err != nil && !errors.Is(err, store.ErrConflict) {
-			return nil, fmt.Errorf("store identity key: %w", err)
-		} else if errors.Is(err, store.ErrConflict) {
-			// Another replica stored its pair first: use that one.
-			return s.identitySignerFromStore(ctx, keyPath, certPath)
+		_, err = s.st.Put(ctx, keyIdentity, data, store.Absent)
+		if err == nil {
+			return loadSigner(dir)
 		}
-	default:
-		return nil, fmt.Errorf("read identity key: %w", err)
+		if !errors.Is(err, store.ErrConflict) {
+			return nil, fmt.Errorf("store identity key: %w", err)
+		}
+		// Another replica stored its pair first: drop ours and take that one.
+		os.Remove(keyPath)
+		os.Remove(certPath)
 	}
-	return loadSigner(dir)
-}
-
-func (s *Server) identitySignerFromStore(ctx context.Context, keyPath, certPath string) (metadata.SignFunc, error) {
-	it, err := s.st.Get(ctx, keyIdentity)
-	if err != nil {
-		return nil, fmt.Errorf("read identity key: %w", err)
-	}
-	var rec identityRecord
-	if err := json.Unmarshal(it.Value, &rec); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", keyIdentity, err)
-	}
-	if err := os.WriteFile(keyPath, rec.Key, 0o600); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(certPath, rec.Cert, 0o644); err != nil {
-		return nil, err
-	}
-	return loadSigner(filepath.Dir(keyPath))
+	return nil, fmt.Errorf("identity key: %s keeps changing; retry", keyIdentity)
 }
 
 func loadSigner(dir string) (metadata.SignFunc, error) {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/imds/imds/internal/config"
 	"github.com/imds/imds/internal/controlplane"
+	"github.com/imds/imds/internal/migration"
 )
 
 // Defaults of the client.
@@ -329,6 +330,39 @@ func (c *Client) DeleteRelay(ctx context.Context, name string) error {
 func (c *Client) RotateTokenKey(ctx context.Context) (*controlplane.TokenKeys, error) {
 	var out controlplane.TokenKeys
 	if _, err := c.do(ctx, http.MethodPost, "/v1/keys/token/rotate", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// --- migration ---
+
+// Migration returns the fleet's IMDSv2 migration view.
+func (c *Client) Migration(ctx context.Context) (*migration.View, error) {
+	var out migration.View
+	if _, err := c.do(ctx, http.MethodGet, "/v1/migration", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// MigrationInstance returns one instance's verdict and callers.
+func (c *Client) MigrationInstance(ctx context.Context, id string) (*migration.Instance, error) {
+	var out migration.Instance
+	if _, err := c.do(ctx, http.MethodGet, "/v1/migration"+seg(id), nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// MigrationEnforce requires tokens on ready instances; see migration.Service.
+func (c *Client) MigrationEnforce(ctx context.Context, req migration.EnforceRequest) (*migration.EnforceResult, error) {
+	hdr, body, err := jsonBody(req)
+	if err != nil {
+		return nil, err
+	}
+	var out migration.EnforceResult
+	if _, err := c.do(ctx, http.MethodPost, "/v1/migration/enforce", hdr, body, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

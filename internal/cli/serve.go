@@ -28,8 +28,9 @@ func newServeCmd() *cobra.Command {
 Without --config, imds serves a built-in demo instance to every caller on
 127.0.0.1:1338, so that AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:1338
 is all an SDK needs. The fleet is kept in the store (--data-dir, or etcd with
---store etcd); --config seeds it. SIGHUP applies the configuration file again;
-a file that does not validate leaves everything as it is.`,
+--store etcd); --config seeds it. SIGHUP applies the configuration file again
+(a file that does not validate leaves everything as it is) and reopens the
+audit log.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var level slog.Level
@@ -89,6 +90,7 @@ a file that does not validate leaves everything as it is.`,
 	f.StringVar(&o.Etcd.TLS.KeyFile, "etcd-key-file", "", "client key for etcd")
 	f.StringVar(&o.Etcd.Username, "etcd-username", "", "etcd user (password from IMDS_ETCD_PASSWORD)")
 	f.BoolVar(&o.KeepAlive, "keep-alive", false, "let clients reuse connections for GETs (EC2 closes every connection)")
+	f.StringVar(&o.AuditLog, "audit-log", "", "file to append an audit line (JSON) to per credential set handed out and per IMDSv1 request refused; reopened on SIGHUP")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.PreRun = func(*cobra.Command, []string) { o.Etcd.Password = os.Getenv("IMDS_ETCD_PASSWORD") }
 	return cmd

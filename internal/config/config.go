@@ -54,10 +54,77 @@ type Config struct {
 	// leaves them out.
 	IdentityCredentials *Role            `yaml:"identity-credentials" json:"identity-credentials,omitempty"`
 	Roles               map[string]*Role `yaml:"roles" json:"roles,omitempty"`
+	// Migration sets the IMDSv2 migration view's window and bounds.
+	Migration Migration `yaml:"migration" json:"migration,omitzero"`
 
 	// lines maps a key path ("instances[0].metadata-options.http-tokens") to its
 	// line in the file, so that Validate can name it.
 	lines map[string]int
+}
+
+// Migration configures the IMDSv2 migration view. Durations are Go
+// durations ("24h", "90s"); zero values take the defaults.
+type Migration struct {
+	// Window: IMDSv1 use older than this no longer counts against an
+	// instance's readiness, and callers unseen for this long expire. 24h.
+	Window string `yaml:"window" json:"window,omitempty"`
+	// FallbackWindow: an IMDSv1 request this soon after a token request
+	// whose token was never used is a fallback. 10s.
+	FallbackWindow string `yaml:"fallback-window" json:"fallback-window,omitempty"`
+	// CallersPerInstance (addresses) and AgentsPerCaller (User-Agents) cap
+	// the records; requests past them count in an overflow record. 64 and 8.
+	CallersPerInstance int `yaml:"callers-per-instance" json:"callers-per-instance,omitempty"`
+	AgentsPerCaller    int `yaml:"agents-per-caller" json:"agents-per-caller,omitempty"`
+	// FlushInterval and FlushMax bound the writes of records to the store:
+	// at most FlushMax instances every FlushInterval. 10s and 500.
+	FlushInterval string `yaml:"flush-interval" json:"flush-interval,omitempty"`
+	FlushMax      int    `yaml:"flush-max" json:"flush-max,omitempty"`
+	// MetricsInstances is how many instances get metric series of their own;
+	// the rest are summed under instance_id="_other". 500.
+	MetricsInstances int `yaml:"metrics-instances" json:"metrics-instances,omitempty"`
+}
+
+// Durations returns the migration durations, zero where unset; Validate has
+// checked them.
+func (m Migration) Durations() (window, fallback, flush time.Duration) {
+	window, _ = time.ParseDuration(m.Window)
+	fallback, _ = time.ParseDuration(m.FallbackWindow)
+	flush, _ = time.ParseDuration(m.FlushInterval)
+	return window, fallback, flush
+}
+
+func (v *validator) migration(m Migration) {
+	durations := []struct {
+		key, val string
+		min      time.Duration
+	}{
+		{"migration.window", m.Window, time.Minute},
+		{"migration.fallback-window", m.FallbackWindow, time.Second},
+		{"migration.flush-interval", m.FlushInterval, time.Second},
+	}
+	for _, d := range durations {
+		if d.val == "" {
+			continue
+		}
+		dur, err := time.ParseDuration(d.val)
+		if err != nil || dur < d.min {
+			v.add(d.key, d.val, fmt.Sprintf("want a duration of at least %s, such as 24h or 90s", d.min))
+		}
+	}
+	ints := []struct {
+		key string
+		val int
+	}{
+		{"migration.callers-per-instance", m.CallersPerInstance},
+		{"migration.agents-per-caller", m.AgentsPerCaller},
+		{"migration.flush-max", m.FlushMax},
+		{"migration.metrics-instances", m.MetricsInstances},
+	}
+	for _, n := range ints {
+		if n.val < 0 || n.val > 100000 {
+			v.add(n.key, fmt.Sprint(n.val), "want 1 to 100000 (0 or unset: the default)")
+		}
+	}
 }
 
 // Instance is one instance as the operator describes it. Unset fields are
@@ -326,6 +393,7 @@ func (c *Config) Validate() error {
 	default:
 		v.add("error-body", c.ErrorBody, "want page or empty")
 	}
+	v.migration(c.Migration)
 	for i, ver := range c.APIVersions {
 		if ver == "latest" || !apiVersionRe.MatchString(ver) {
 			v.add(fmt.Sprintf("api-versions[%d]", i), ver, "want a date such as 2021-03-23 or 1.0 (latest is always served)")

@@ -34,6 +34,9 @@ func (h *Handler) adminRoutes(mux *http.ServeMux) {
 	mux.Handle("DELETE /v1/relays/{name}", h.adminAPI(h.deleteRelay))
 
 	mux.Handle("POST /v1/keys/token/rotate", h.adminAPI(h.rotateTokenKey))
+	if h.o.Migration != nil {
+		h.migrationRoutes(mux)
+	}
 
 	mux.Handle("/v1/", h.adminAPI(func(w http.ResponseWriter, r *http.Request) error {
 		return adminNoRoute(mux, w, r)

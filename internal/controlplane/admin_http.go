@@ -17,6 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/imds/imds/internal/migration"
 	"github.com/imds/imds/internal/registry"
 	"github.com/imds/imds/internal/store"
 )
@@ -58,6 +59,7 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		nf  *registry.NotFoundError
 		inv *registry.InvalidError
 		mb  *http.MaxBytesError
+		mr  *migration.RequestError
 	)
 	d := ErrorDetail{Code: CodeInternalError, Message: "internal error"}
 	status := http.StatusInternalServerError
@@ -66,6 +68,10 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		status, d = ae.status, ErrorDetail{ae.code, ae.message}
 	case errors.As(err, &nf):
 		status, d = http.StatusNotFound, ErrorDetail{CodeNotFound, nf.Error()}
+	case errors.Is(err, migration.ErrUnknownInstance):
+		status, d = http.StatusNotFound, ErrorDetail{CodeNotFound, err.Error()}
+	case errors.As(err, &mr):
+		status, d = http.StatusBadRequest, ErrorDetail{CodeInvalidParameter, mr.Error()}
 	case errors.As(err, &inv):
 		status, d = http.StatusBadRequest, ErrorDetail{CodeInvalidParameter, inv.Error()}
 	case errors.Is(err, registry.ErrConflict):

@@ -32,6 +32,8 @@ type Options struct {
 	Ready     Readiness
 	// Gatherer serves /metrics; nil serves none.
 	Gatherer prometheus.Gatherer
+	// Migration serves /v1/migration; nil serves none.
+	Migration Migration
 	Logger   *slog.Logger
 	Now      func() time.Time
 }

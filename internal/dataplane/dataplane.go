@@ -38,6 +38,7 @@ type Handler struct {
 	now         func() time.Time
 	keepAlive   bool
 	metrics     *Metrics
+	observer    Observer
 	emptyErrors bool
 	versions    map[string]bool
 	versionLs   []byte
@@ -55,6 +56,9 @@ type Options struct {
 	KeepAlive bool
 	// Metrics, when set, counts requests.
 	Metrics *Metrics
+	// Observer, when set, is told the outcome of every request from a
+	// known instance.
+	Observer Observer
 	// Versions are the API versions listed at "/" and accepted as path
 	// prefixes, "latest" last; nil means metadata.Versions.
 	Versions []string
@@ -65,7 +69,7 @@ type Options struct {
 
 // New returns the data-plane handler for f, verifying tokens with ring.
 func New(f *fleet.Fleet, ring *token.Ring, o Options) *Handler {
-	h := &Handler{fleet: f, log: o.Logger, now: o.Now, keepAlive: o.KeepAlive, metrics: o.Metrics, versions: map[string]bool{}}
+	h := &Handler{fleet: f, log: o.Logger, now: o.Now, keepAlive: o.KeepAlive, metrics: o.Metrics, observer: o.Observer, versions: map[string]bool{}}
 	if o.EmptyErrorBodies {
 		h.emptyErrors = true
 	}
@@ -111,8 +115,42 @@ var (
 	valTokenAllow = []string{"OPTIONS, PUT"}
 )
 
+// Observer is told what each request from a known instance did. Observe runs
+// on the request path, once per request, from many goroutines at once: it
+// must not block, and must not modify the Outcome's Body.
+type Observer interface {
+	Observe(Outcome)
+}
+
+// Outcome is what one request did, as an Observer sees it.
+type Outcome struct {
+	Instance   string       // the calling instance's id
+	Via        identity.Via // the rule of the identity chain that found it
+	Source     netip.Addr   // the connection's source address
+	UserAgent  string
+	Method     string
+	Path       string
+	Forwarded  bool // the request carried X-Forwarded-For
+	Token      bool // the request carried X-aws-ec2-metadata-token
+	TokenValid bool // ... and it was valid for this instance
+	// Status is the answer's code; 0 when the connection was dropped.
+	Status int
+	// HopLimit and TokensRequired are the instance's options when it was
+	// served.
+	HopLimit       int
+	TokensRequired bool
+	// Body is the body of a 200 answer to a GET; read only.
+	Body []byte
+}
+
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.metrics.observe(h.serve(w, r))
+	var o Outcome
+	route, code, version := h.serve(w, r, &o)
+	h.metrics.observe(route, code, version)
+	if h.observer != nil && o.Instance != "" {
+		o.Status = code
+		h.observer.Observe(o)
+	}
 }
 
 // Route categories for metrics.
@@ -139,7 +177,8 @@ func routeOf(path string) string {
 }
 
 // serve answers one request and reports what it did.
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (route string, code int, version string) {
+// It fills o for the observer once the caller is known.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *Outcome) (route string, code int, version string) {
 	hd := w.Header()
 	hd["Server"] = valServer
 	if !h.keepAlive || r.Method == http.MethodPut {
@@ -153,12 +192,20 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (route string, c
 		return route, h.writeError(w, http.StatusForbidden), version
 	}
 	snap := h.fleet.Load()
-	e, err := identity.Resolve(snap, r, src.Addr().Unmap())
+	e, via, err := identity.Resolve(snap, r, src.Addr().Unmap())
 	if err != nil {
 		h.log.Warn("refused caller", "remote", src.Addr().Unmap().String(), "reason", err)
 		return route, h.writeError(w, http.StatusForbidden), version
 	}
 	opts := &e.Instance.Options
+	if h.observer != nil {
+		*o = Outcome{
+			Instance: e.Instance.ID, Via: via, Source: src.Addr().Unmap(),
+			UserAgent: r.Header.Get("User-Agent"), Method: r.Method, Path: path,
+			HopLimit: opts.HopLimit, TokensRequired: opts.TokensRequired,
+		}
+		_, o.Forwarded = r.Header[hdrForwards]
+	}
 	if isIPv6Endpoint(r) && !opts.IPv6Enabled {
 		if snap.Settings.IPv6DropDisabled {
 			drop(w)
@@ -194,6 +241,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (route string, c
 
 	// IMDSv2 is a request that carries the token header, even empty.
 	tokens, v2 := r.Header[hdrToken]
+	o.Token = v2
 	var left time.Duration
 	if v2 {
 		version = "v2"
@@ -204,6 +252,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (route string, c
 			return route, h.writeError(w, http.StatusUnauthorized), version
 		}
 		left, err = h.ring.Load().Verify(tokens[0], e.Instance.ID)
+		o.TokenValid = err == nil
 		if err != nil {
 			if !opts.TokensRequired && snap.Settings.InvalidTokenAsV1 {
 				v2, version = false, "v1"
@@ -217,10 +266,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (route string, c
 			return route, h.writeError(w, http.StatusUnauthorized), version
 		}
 	}
-	return route, h.serveMetadata(w, r, snap, e, path, v2, left), version
+	return route, h.serveMetadata(w, r, snap, e, path, v2, left, o), version
 }
 
-func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request, snap *fleet.Snapshot, e *fleet.Entry, path string, v2 bool, left time.Duration) int {
+func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request, snap *fleet.Snapshot, e *fleet.Entry, path string, v2 bool, left time.Duration, o *Outcome) int {
 	var (
 		body      []byte
 		lenHeader []string
@@ -267,6 +316,7 @@ func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request, snap *fl
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
 		w.Write(body)
+		o.Body = body
 	}
 	return http.StatusOK
 }

@@ -7,14 +7,12 @@ import (
 )
 
 // Metrics are the data plane's counters. Labels are bounded: the route is a
-// category, never a raw path, and instances are not labels.
+// category, never a raw path, and instances are not labels. The per-instance
+// IMDSv1 counters (imds_metadata_no_token_total and its rejected twin) are
+// the migration recorder's.
 type Metrics struct {
 	requests *prometheus.CounterVec
-	// NoToken counts successful IMDSv1 requests (EC2's MetadataNoToken);
-	// NoTokenRejected counts IMDSv1 requests refused because tokens are
-	// required (MetadataNoTokenRejected).
-	noToken, noTokenRejected prometheus.Counter
-	tokens                   prometheus.Counter
+	tokens   prometheus.Counter
 
 	// byLabels holds the counter of every common label set, so that a
 	// request costs no label hashing: [route][code][version].
@@ -43,20 +41,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "imds_requests_total",
 			Help: "Data-plane requests by route category, status code and IMDS version (v1, v2, none).",
 		}, []string{"route", "code", "version"}),
-		noToken: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "imds_metadata_no_token_total",
-			Help: "Successful requests without a token (IMDSv1), as EC2's MetadataNoToken.",
-		}),
-		noTokenRejected: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "imds_metadata_no_token_rejected_total",
-			Help: "Requests without a token refused because the instance requires tokens, as EC2's MetadataNoTokenRejected.",
-		}),
 		tokens: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "imds_tokens_issued_total",
 			Help: "IMDSv2 session tokens issued.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.noToken, m.noTokenRejected, m.tokens)
+	reg.MustRegister(m.requests, m.tokens)
 	for r, route := range routeNames {
 		for c, code := range codeList {
 			for v, version := range versionNames {
@@ -76,11 +66,5 @@ func (m *Metrics) observe(route string, code int, version string) {
 		m.byLabels[r][c][v].Inc()
 	} else {
 		m.requests.WithLabelValues(route, strconv.Itoa(code), version).Inc()
-	}
-	switch {
-	case version == "v1" && code == 200:
-		m.noToken.Inc()
-	case version == "v1" && code == 401:
-		m.noTokenRejected.Inc()
 	}
 }

@@ -44,32 +44,53 @@ func WithBoundInstance(ctx context.Context, instanceID string) context.Context {
 	return context.WithValue(ctx, boundKey{}, instanceID)
 }
 
-// Resolve returns the calling instance.
-func Resolve(s *fleet.Snapshot, r *http.Request, src netip.Addr) (*fleet.Entry, error) {
+// Via says which rule of the chain identified a caller.
+type Via uint8
+
+// The rules, in the order they are tried.
+const (
+	ViaNone    Via = iota // no rule matched
+	ViaBound              // a bound listener
+	ViaRelay              // a signed relay header
+	ViaAddress            // the source address
+	ViaDefault            // the default instance
+)
+
+var viaNames = [...]string{"none", "bound", "relay", "address", "default"}
+
+func (v Via) String() string {
+	if int(v) < len(viaNames) {
+		return viaNames[v]
+	}
+	return "unknown"
+}
+
+// Resolve returns the calling instance and the rule that identified it.
+func Resolve(s *fleet.Snapshot, r *http.Request, src netip.Addr) (*fleet.Entry, Via, error) {
 	if id, ok := r.Context().Value(boundKey{}).(string); ok {
 		if e := s.ByID(id); e != nil {
-			return e, nil
+			return e, ViaBound, nil
 		}
-		return nil, ErrUnknownCaller
+		return nil, ViaNone, ErrUnknownCaller
 	}
 	if rl := s.RelayAt(src); rl != nil {
 		ids := r.Header[HeaderInstanceID]
 		sigs := r.Header[HeaderSignature]
 		if len(ids) != 1 || len(sigs) != 1 || !hmac.Equal([]byte(Sign(rl.Secret, ids[0])), []byte(sigs[0])) {
-			return nil, ErrBadRelay
+			return nil, ViaNone, ErrBadRelay
 		}
 		if e := s.ByID(ids[0]); e != nil {
-			return e, nil
+			return e, ViaRelay, nil
 		}
-		return nil, ErrBadRelay
+		return nil, ViaNone, ErrBadRelay
 	}
 	if e := s.ByAddr(src); e != nil {
-		return e, nil
+		return e, ViaAddress, nil
 	}
 	if e := s.Default(); e != nil {
-		return e, nil
+		return e, ViaDefault, nil
 	}
-	return nil, ErrUnknownCaller
+	return nil, ViaNone, ErrUnknownCaller
 }
 
 // Sign is the relay signature of an instance id.

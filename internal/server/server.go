@@ -27,6 +27,7 @@ import (
 	"github.com/imds/imds/internal/dataplane"
 	"github.com/imds/imds/internal/fleet"
 	"github.com/imds/imds/internal/identity"
+	"github.com/imds/imds/internal/migration"
 	"github.com/imds/imds/internal/registry"
 	"github.com/imds/imds/internal/store"
 	"github.com/imds/imds/internal/store/boltstore"
@@ -52,7 +53,9 @@ type Options struct {
 	Store       string // "bolt" (default) or "etcd"
 	Etcd        etcdstore.Options
 	KeepAlive   bool // see dataplane.Options.KeepAlive
-	Logger      *slog.Logger
+	// AuditLog is the path of the audit log (JSON lines); "" writes none.
+	AuditLog string
+	Logger   *slog.Logger
 	Now         func() time.Time
 }
 
@@ -72,6 +75,8 @@ type Server struct {
 	syncer   *fleet.Syncer
 	handler  *dataplane.Handler
 	admin    *controlplane.Handler
+	recorder *migration.Recorder
+	audit    *migration.AuditLog
 	metrics  *prometheus.Registry
 	settings fleet.Settings
 
@@ -146,11 +151,16 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		Clock:    o.Now,
 	})
 	s.metrics = prometheus.NewRegistry()
+	if err := s.newRecorder(ctx, cfg); err != nil {
+		s.st.Close()
+		return nil, err
+	}
 	s.handler = dataplane.New(s.syncer.Fleet(), ring, dataplane.Options{
 		Logger:    o.Logger.With("component", "dataplane"),
 		Now:       o.Now,
 		KeepAlive: o.KeepAlive,
 		Metrics:   dataplane.NewMetrics(s.metrics),
+		Observer:  s.recorder,
 
 		EmptyErrorBodies: cfg.ErrorBody == "empty",
 		Versions:         apiVersions(cfg),
@@ -165,6 +175,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		Operators: registry.NewOperatorCache(s.reg),
 		Ready:     s.ready,
 		Gatherer:  s.metrics,
+		Migration: migration.NewService(s.recorder, registryFleet{s.reg}),
 		Logger:    o.Logger,
 		Now:       o.Now,
 	})
@@ -259,6 +270,11 @@ func (s *Server) writeOperatorCredentials(ctx context.Context) error {
 func (s *Server) Reload(ctx context.Context) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	if s.audit != nil {
+		if err := s.audit.Reopen(); err != nil {
+			return err
+		}
+	}
 	if s.opts.ConfigPath == "" {
 		return nil
 	}
@@ -388,6 +404,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	g.Go(func() error { return s.syncer.Run(gctx) })
 	g.Go(func() error { return s.creds.Run(gctx) })
+	g.Go(func() error { return s.recorder.Run(gctx) })
+	if s.audit != nil {
+		g.Go(func() error { return s.audit.Run(gctx) })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -34,8 +34,8 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Migration serves /v1/migration; nil serves none.
 	Migration Migration
-	Logger   *slog.Logger
-	Now      func() time.Time
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // Handler is the control plane.

@@ -193,7 +193,7 @@ func (rec *record) observe(o *dataplane.Outcome, now int64, fallbackWindow int64
 type inst struct {
 	id string
 
-	mu     sync.Mutex          // guards agents and overflow's creation
+	mu     sync.Mutex         // guards agents and overflow's creation
 	agents map[netip.Addr]int // records per address
 	over   atomic.Pointer[record]
 

@@ -56,7 +56,7 @@ type Options struct {
 	// AuditLog is the path of the audit log (JSON lines); "" writes none.
 	AuditLog string
 	Logger   *slog.Logger
-	Now         func() time.Time
+	Now      func() time.Time
 }
 
 // ConfigError: the configuration file could not be read or is invalid.

@@ -11,6 +11,6 @@ import (
 var imdsBin string
 
 func TestMain(m *testing.M) {
-	Main(map[string]Func{"ttl-server": ttlServer})
+	Main(map[string]Func{"ttl-server": ttlServer, "sdk-get": sdkGet})
 	os.Exit(testenv.RunWithImds(m, &imdsBin))
 }

@@ -50,9 +50,13 @@ func (w *discard) reset() {
 
 // imds is the data-plane handler as `imds serve` builds it, serving the
 // built-in demo instance.
-func imds(tb testing.TB) http.Handler {
+func imds(tb testing.TB) http.Handler { return imdsWith(tb, server.Options{}) }
+
+// imdsWith is imds with options.
+func imdsWith(tb testing.TB, o server.Options) http.Handler {
 	tb.Helper()
-	s, err := server.New(tb.Context(), server.Options{DataDir: tb.TempDir()})
+	o.DataDir = tb.TempDir()
+	s, err := server.New(tb.Context(), o)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -118,6 +122,8 @@ func cases(tb testing.TB) []struct {
 } {
 	h := imds(tb)
 	tok := token(tb, h)
+	norec := imdsWith(tb, server.Options{NoRecording: true})
+	norecTok := token(tb, norec)
 	return []struct {
 		name string
 		h    http.Handler
@@ -126,6 +132,8 @@ func cases(tb testing.TB) []struct {
 		{"IMDSv2Get", h, request(tb, http.MethodGet, instanceID, map[string]string{"X-aws-ec2-metadata-token": tok})},
 		{"TokenPut", h, request(tb, http.MethodPut, "/latest/api/token", map[string]string{"X-aws-ec2-metadata-token-ttl-seconds": "21600"})},
 		{"IMDSv1Get", h, request(tb, http.MethodGet, instanceID, nil)},
+		{"IMDSv2GetNoRecording", norec, request(tb, http.MethodGet, instanceID, map[string]string{"X-aws-ec2-metadata-token": norecTok})},
+		{"IMDSv1GetNoRecording", norec, request(tb, http.MethodGet, instanceID, nil)},
 		{"BareHandler", Bare, request(tb, http.MethodGet, instanceID, nil)},
 	}
 }
@@ -165,3 +173,8 @@ func BenchmarkIMDSv2Get(b *testing.B)   { bench(b, "IMDSv2Get") }
 func BenchmarkTokenPut(b *testing.B)    { bench(b, "TokenPut") }
 func BenchmarkIMDSv1Get(b *testing.B)   { bench(b, "IMDSv1Get") }
 func BenchmarkBareHandler(b *testing.B) { bench(b, "BareHandler") }
+
+// The same requests without the migration recorder: the difference is what
+// recording costs a request.
+func BenchmarkIMDSv2GetNoRecording(b *testing.B) { bench(b, "IMDSv2GetNoRecording") }
+func BenchmarkIMDSv1GetNoRecording(b *testing.B) { bench(b, "IMDSv1GetNoRecording") }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/imds/imds/internal/config"
+	"github.com/imds/imds/internal/dataplane"
 	"github.com/imds/imds/internal/migration"
 	"github.com/imds/imds/internal/registry"
 )
@@ -48,6 +49,14 @@ func (s *Server) newRecorder(ctx context.Context, cfg *config.Config) error {
 	}
 	s.metrics.MustRegister(migration.NewCollector(s.recorder, m.MetricsInstances))
 	return nil
+}
+
+// observer is what the data plane reports requests to.
+func (s *Server) observer() dataplane.Observer {
+	if s.opts.NoRecording {
+		return nil
+	}
+	return s.recorder
 }
 
 // replicaID names this server's migration records in the store: a random id

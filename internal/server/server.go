@@ -55,8 +55,11 @@ type Options struct {
 	KeepAlive   bool // see dataplane.Options.KeepAlive
 	// AuditLog is the path of the audit log (JSON lines); "" writes none.
 	AuditLog string
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// NoRecording leaves the migration recorder off the data plane, so that
+	// a benchmark can measure what recording costs.
+	NoRecording bool
+	Logger      *slog.Logger
+	Now         func() time.Time
 }
 
 // ConfigError: the configuration file could not be read or is invalid.
@@ -160,7 +163,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		Now:       o.Now,
 		KeepAlive: o.KeepAlive,
 		Metrics:   dataplane.NewMetrics(s.metrics),
-		Observer:  s.recorder,
+		Observer:  s.observer(),
 
 		EmptyErrorBodies: cfg.ErrorBody == "empty",
 		Versions:         apiVersions(cfg),

@@ -139,3 +139,66 @@ func TestQuickStart(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrationExample runs the README's migration block against the built
+// binary: the IMDSv1 request it makes shows up, and the gate fails on it.
+func TestMigrationExample(t *testing.T) {
+	testenv.Command(t, "curl")
+	var script string
+	for _, b := range blocks(t, "../../README.md") {
+		if b.lang == "sh" && strings.Contains(b.body, "imds migration check") {
+			script = b.body
+			break
+		}
+	}
+	if script == "" {
+		t.Fatal("README has no block running imds migration check")
+	}
+	dir := t.TempDir()
+	bin, err := testenv.BuildImds(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	var addr, admin string
+	p, err := testenv.Start(exec.Command(bin, testenv.ServeArgs(data)...), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Stop(t) })
+	deadline := time.Now().Add(20 * time.Second)
+	for (addr == "" || admin == "") && time.Now().Before(deadline) {
+		for _, line := range strings.Split(p.Log(), "\n") {
+			if l, ok := testenv.ParseListening(line); ok && l.Addr != "" {
+				if l.Admin {
+					admin = l.Addr
+				} else {
+					addr = l.Addr
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if addr == "" || admin == "" {
+		t.Fatalf("server did not report its addresses:\n%s", p.Log())
+	}
+	script = strings.ReplaceAll(script, "127.0.0.1:1338", addr)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", script)
+	cmd.Env = []string{"PATH=" + filepath.Dir(bin) + ":" + os.Getenv("PATH"), "HOME=" + dir,
+		"IMDS_ADMIN_URL=http://" + admin}
+	cmd.Dir = dir
+	// The admin commands find the operator key in the server's data dir.
+	script = strings.ReplaceAll(script, "imds migration", "imds migration --data-dir "+data)
+	cmd.Args[len(cmd.Args)-1] = script
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("README migration block failed: %v\n%s", err, out)
+	}
+	for _, want := range []string{"not ready", "curl", "legacy code", "something still uses IMDSv1"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("README migration block output lacks %q:\n%s", want, out)
+		}
+	}
+}

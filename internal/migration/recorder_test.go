@@ -210,7 +210,6 @@ func TestFallbackNamesCause(t *testing.T) {
 	}
 }
 
-
 func TestCountsAndPaths(t *testing.T) {
 	c := newClock()
 	r := NewRecorder(Options{Now: c.now})

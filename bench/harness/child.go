@@ -23,6 +23,9 @@ import (
 const (
 	KindBare = "bare"
 	KindIMDS = "imds"
+	// KindIMDSNoRecord is imds without the migration recorder: the baseline
+	// that shows what recording costs.
+	KindIMDSNoRecord = "imds-norecord"
 )
 
 // Stats are a process's cumulative counters.
@@ -59,13 +62,13 @@ func ServeChild(ctx context.Context, kind string, keepAlive bool, in io.Reader, 
 		serve func(context.Context) error
 	)
 	switch kind {
-	case KindIMDS:
+	case KindIMDS, KindIMDSNoRecord:
 		dir, err := os.MkdirTemp("", "imdsbench-")
 		if err != nil {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		s, err := server.New(ctx, server.Options{Listen: []string{"127.0.0.1:0"}, DataDir: dir, KeepAlive: keepAlive})
+		s, err := server.New(ctx, server.Options{Listen: []string{"127.0.0.1:0"}, DataDir: dir, KeepAlive: keepAlive, NoRecording: kind == KindIMDSNoRecord})
 		if err != nil {
 			return err
 		}

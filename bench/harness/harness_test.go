@@ -16,7 +16,7 @@ import (
 // checks that every scenario answers 200 in both modes, so that the
 // comparison never measures error pages.
 func TestServeChild(t *testing.T) {
-	for _, kind := range []string{KindBare, KindIMDS} {
+	for _, kind := range []string{KindBare, KindIMDS, KindIMDSNoRecord} {
 		for _, mode := range Modes {
 			t.Run(kind+"/"+mode, func(t *testing.T) {
 				inR, inW := io.Pipe()
@@ -33,7 +33,7 @@ func TestServeChild(t *testing.T) {
 					t.Fatalf("first line %q, want addr HOST:PORT", line)
 				}
 				tok := "unused-by-the-bare-server"
-				if kind == KindIMDS {
+				if kind != KindBare {
 					if tok, err = fetchToken(t.Context(), addr); err != nil {
 						t.Fatal(err)
 					}

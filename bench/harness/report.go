@@ -45,6 +45,9 @@ func (r *Results) Rows() []Row {
 				if kind == KindIMDS && r.Config.Control {
 					row.Label = "bare (A/A)"
 				}
+				if kind == KindBare && r.Config.Baseline == KindIMDSNoRecord {
+					row.Label = "imds, no recording"
+				}
 				if kind == KindIMDS && len(bare) == len(ms) {
 					var ratios, cpu []float64
 					for i := range ms {

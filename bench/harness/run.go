@@ -49,6 +49,9 @@ type Config struct {
 	// Control runs a second bare server in place of imds: an A/A comparison
 	// whose ratios show how much the machine alone moves the figures.
 	Control bool
+	// Baseline is the server imds is compared with: KindBare (the default)
+	// or KindIMDSNoRecord, imds without the migration recorder.
+	Baseline string
 }
 
 // Measurement is one run against one server.
@@ -126,7 +129,25 @@ func Compare(ctx context.Context, cfg Config) (*Results, error) {
 		return nil, fmt.Errorf("start bare server: %w", err)
 	}
 	servers["bare"] = bare
-	tokens := map[string]string{}
+	tokens := map[*child]string{bare: "unused-by-the-bare-server"}
+	// baselines are the servers in the baseline's place, by mode: the bare
+	// server in every mode, or imds without recording in each.
+	baselines := map[string]*child{}
+	for _, mode := range cfg.Modes {
+		baselines[mode] = bare
+		if cfg.Baseline != KindIMDSNoRecord {
+			continue
+		}
+		c, err := start(KindIMDSNoRecord, mode == ModeKeepAlive)
+		if err != nil {
+			return nil, fmt.Errorf("start %s (%s): %w", KindIMDSNoRecord, mode, err)
+		}
+		servers["baseline "+mode] = c
+		baselines[mode] = c
+		if tokens[c], err = fetchToken(ctx, c.addr); err != nil {
+			return nil, err
+		}
+	}
 	for _, mode := range cfg.Modes {
 		kind := KindIMDS
 		if cfg.Control {
@@ -137,9 +158,9 @@ func Compare(ctx context.Context, cfg Config) (*Results, error) {
 			return nil, fmt.Errorf("start %s (%s): %w", kind, mode, err)
 		}
 		servers[mode] = c
-		tokens[mode] = "unused-by-the-bare-server"
+		tokens[c] = "unused-by-the-bare-server"
 		if kind == KindIMDS {
-			if tokens[mode], err = fetchToken(ctx, c.addr); err != nil {
+			if tokens[c], err = fetchToken(ctx, c.addr); err != nil {
 				return nil, err
 			}
 		}
@@ -155,7 +176,7 @@ func Compare(ctx context.Context, cfg Config) (*Results, error) {
 		c    *child
 	}
 	pair := func(mode string) []target {
-		return []target{{KindBare, bare}, {KindIMDS, servers[mode]}}
+		return []target{{KindBare, baselines[mode]}, {KindIMDS, servers[mode]}}
 	}
 	one := func(t target, mode string, sc Scenario, d time.Duration) (Measurement, error) {
 		before, err := t.c.stats()
@@ -164,7 +185,7 @@ func Compare(ctx context.Context, cfg Config) (*Results, error) {
 		}
 		busy := machineBusy()
 		lr, err := runLoad(ctx, cfg, LoadConfig{
-			Addr: t.c.addr, Scenario: sc.Name, Mode: mode, Token: tokens[mode],
+			Addr: t.c.addr, Scenario: sc.Name, Mode: mode, Token: tokens[t.c],
 			Workers: cfg.Workers, Duration: d,
 		})
 		busy = machineBusy() - busy

@@ -221,6 +221,7 @@ type Recorder struct {
 	shards  [numShards]shard
 	insts   sync.Map // instance id -> *inst
 	audit   *AuditLog
+	coarse  atomic.Int64 // unix nanoseconds, kept by Run; 0 when not running
 	st      store.Store
 	replica string
 	dropped atomic.Uint64 // requests past the caps, for metrics
@@ -266,14 +267,29 @@ func NewRecorder(o Options) *Recorder {
 // Config is the recorder's configuration, defaults filled in.
 func (r *Recorder) Config() Config { return r.cfg }
 
+// shardOf picks a key's shard from its instance and address only: the
+// User-Agent is long, and the callers of one address are few (capped).
 func (r *Recorder) shardOf(k *key) *shard {
-	var h maphash.Hash
-	h.SetSeed(r.seed)
-	h.WriteString(k.instance)
+	h := maphash.String(r.seed, k.instance)
 	b := k.addr.As16()
-	h.Write(b[:])
-	h.WriteString(k.ua)
-	return &r.shards[h.Sum64()%numShards]
+	for _, c := range b {
+		h = (h ^ uint64(c)) * 1099511628211
+	}
+	return &r.shards[h%numShards]
+}
+
+// coarseTick is how often Run refreshes the clock that requests read: the
+// records' times need no finer grain, and reading the system clock on every
+// request costs more than the rest of recording.
+const coarseTick = 100 * time.Millisecond
+
+// nowNano is the recorder's time: the coarse clock while Run keeps it,
+// else the clock itself.
+func (r *Recorder) nowNano() int64 {
+	if t := r.coarse.Load(); t != 0 {
+		return t
+	}
+	return r.now().UnixNano()
 }
 
 // Observe counts one request. It takes no lock unless the caller is new.
@@ -289,7 +305,7 @@ func (r *Recorder) Observe(o dataplane.Outcome) {
 		rec = r.insert(sh, k, r.inst(o.Instance), o.Via)
 	}
 	in := rec.in
-	now := r.now().UnixNano()
+	now := r.nowNano()
 	rec.observe(&o, now, int64(r.cfg.FallbackWindow))
 	if !o.Token && o.Method != "PUT" {
 		switch {

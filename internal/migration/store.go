@@ -76,13 +76,15 @@ func (r *Recorder) Load(ctx context.Context) error {
 }
 
 // Run flushes the records to the store every FlushInterval until ctx ends,
-// then once more.
+// then once more (without a store, Flush only expires records).
+// It also keeps the coarse clock that requests read.
 func (r *Recorder) Run(ctx context.Context) error {
-	if r.st == nil {
-		return nil
-	}
-	t := time.NewTicker(r.cfg.FlushInterval)
-	defer t.Stop()
+	r.coarse.Store(r.now().UnixNano())
+	defer r.coarse.Store(0)
+	tick := time.NewTicker(coarseTick)
+	defer tick.Stop()
+	flush := time.NewTicker(r.cfg.FlushInterval)
+	defer flush.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -90,7 +92,9 @@ func (r *Recorder) Run(ctx context.Context) error {
 			defer cancel()
 			r.Flush(fctx)
 			return nil
-		case <-t.C:
+		case <-tick.C:
+			r.coarse.Store(r.now().UnixNano())
+		case <-flush.C:
 			r.Flush(ctx)
 		}
 	}

@@ -79,6 +79,12 @@ func TestInvalid(t *testing.T) {
 		{"bad time", base + "    launch-time: yesterday\n", []string{"launch-time", "RFC 3339"}},
 		{"user data too large", base + "    user-data: \"" + strings.Repeat("x", 16385) + "\"\n", []string{"16385 bytes", "16384"}},
 		{"not yaml", "instances: [", []string{"did not find expected"}},
+		{"migration window not a duration", base + "migration: {window: 1 day}\n", []string{"line 4", "migration.window", `"1 day"`, "at least 1m0s"}},
+		{"migration window too short", base + "migration:\n  window: 30s\n", []string{"line 5", "migration.window", `"30s"`}},
+		{"migration fallback window", base + "migration: {fallback-window: \"-1s\"}\n", []string{"migration.fallback-window", `"-1s"`}},
+		{"migration flush interval", base + "migration: {flush-interval: 0.5s}\n", []string{"migration.flush-interval", "at least 1s"}},
+		{"migration caps", base + "migration: {callers-per-instance: -1, metrics-instances: 1000001}\n", []string{"migration.callers-per-instance", "migration.metrics-instances", "want 1 to 100000"}},
+		{"migration unknown key", base + "migration: {windw: 24h}\n", []string{"line 4", "windw"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.yaml))

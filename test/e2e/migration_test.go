@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -209,15 +210,7 @@ func TestMigrationRealClients(t *testing.T) {
 	})
 
 	t.Run("audit log", func(t *testing.T) {
-		var lines []migration.AuditEntry
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			lines = readAudit(t, audit)
-			if len(lines) >= 4 || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		lines := waitAudit(t, audit, 4)
 		raw, _ := os.ReadFile(audit)
 		if strings.Contains(string(raw), migSecret) || strings.Contains(string(raw), "migrationSessionToken") {
 			t.Fatalf("the audit log has a secret:\n%s", raw)
@@ -266,4 +259,53 @@ func readAudit(t *testing.T, path string) []migration.AuditEntry {
 		out = append(out, e)
 	}
 	return out
+}
+
+// SIGHUP reopens the audit log, so that logrotate can move it away.
+func TestAuditLogReopen(t *testing.T) {
+	audit := filepath.Join(t.TempDir(), "audit.log")
+	s := startServer(t, migrationConfig, "--audit-log", audit)
+	creds := "iam/security-credentials/app"
+	mustGetFrom(t, s, "127.0.0.1", "", creds)
+	waitAudit(t, audit, 1)
+	rotated := audit + ".1"
+	if err := os.Rename(audit, rotated); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	// The reopen is done when the new file exists.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(audit); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no new audit log after SIGHUP\n%s", s.Stderr())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mustGetFrom(t, s, "127.0.0.1", "", creds)
+	if got := waitAudit(t, audit, 1); got[0].Event != migration.AuditCredentials || got[0].AccessKeyID != "AKIAMIGRATIONEXAMPLE" {
+		t.Errorf("new audit log: %+v", got)
+	}
+	if old := readAudit(t, rotated); len(old) != 1 {
+		t.Errorf("rotated audit log has %d lines, want 1", len(old))
+	}
+}
+
+// waitAudit waits until the audit log has at least n lines and returns them.
+func waitAudit(t *testing.T, path string, n int) []migration.AuditEntry {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if lines := readAudit(t, path); len(lines) >= n || time.Now().After(deadline) {
+			if len(lines) < n {
+				t.Fatalf("audit log %s has %d lines, want %d", path, len(lines), n)
+			}
+			return lines
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

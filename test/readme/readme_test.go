@@ -86,18 +86,21 @@ func TestConfigExamplesLoad(t *testing.T) {
 
 // TestQuickStart runs the README's quick start: the server, then the shell
 // block that points an SDK and curl at it.
-func TestQuickStart(t *testing.T) {
-	testenv.Command(t, "aws")
-	var script string
+// readmeBlock is the first sh block of the README that contains s.
+func readmeBlock(t *testing.T, s string) string {
+	t.Helper()
 	for _, b := range blocks(t, "../../README.md") {
-		if b.lang == "sh" && strings.Contains(b.body, "AWS_EC2_METADATA_SERVICE_ENDPOINT") {
-			script = b.body
-			break
+		if b.lang == "sh" && strings.Contains(b.body, s) {
+			return b.body
 		}
 	}
-	if script == "" {
-		t.Fatal("README has no quick-start block setting AWS_EC2_METADATA_SERVICE_ENDPOINT")
-	}
+	t.Fatalf("README has no sh block with %q", s)
+	return ""
+}
+
+func TestQuickStart(t *testing.T) {
+	testenv.Command(t, "aws")
+	script := readmeBlock(t, "AWS_EC2_METADATA_SERVICE_ENDPOINT")
 	dir := t.TempDir()
 	bin, err := testenv.BuildImds(dir)
 	if err != nil {
@@ -144,16 +147,7 @@ func TestQuickStart(t *testing.T) {
 // binary: the IMDSv1 request it makes shows up, and the gate fails on it.
 func TestMigrationExample(t *testing.T) {
 	testenv.Command(t, "curl")
-	var script string
-	for _, b := range blocks(t, "../../README.md") {
-		if b.lang == "sh" && strings.Contains(b.body, "imds migration check") {
-			script = b.body
-			break
-		}
-	}
-	if script == "" {
-		t.Fatal("README has no block running imds migration check")
-	}
+	script := readmeBlock(t, "imds migration check")
 	dir := t.TempDir()
 	bin, err := testenv.BuildImds(dir)
 	if err != nil {

@@ -34,8 +34,10 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Migration serves /v1/migration; nil serves none.
 	Migration Migration
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// UI serves the web page at /ui/ and POST /v1/ui/login; nil serves none.
+	UI     UI
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Handler is the control plane.

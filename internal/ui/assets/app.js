@@ -33,7 +33,13 @@
     return td;
   }
 
+  // sdk names the caller's SDK or tool and its version; for an unknown
+  // one, the start of its User-Agent.
   function sdk(c) {
+    if (c.sdk === "other" && c["user-agent"]) {
+      const ua = c["user-agent"];
+      return ua.length > 32 ? ua.slice(0, 31) + "…" : ua;
+    }
     return c.sdk + (c["sdk-version"] ? " " + c["sdk-version"] : "");
   }
 
@@ -204,7 +210,7 @@
         if (q && r.text.indexOf(q) < 0) return false;
         if (s === "ready") return r.d.ready;
         if (s === "not-ready") return !r.d.ready;
-        if (s) return (r.d.classes[s] || 0) > 0;
+        if (s && s !== "all") return (r.d.classes[s] || 0) > 0;
         return true;
       });
     };

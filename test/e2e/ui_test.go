@@ -136,6 +136,14 @@ func TestMigrationPage(t *testing.T) {
 		t.Errorf("fleet row of %s = %q, want ready", dbInstanceID, db)
 	}
 
+	// Sorting: a click on the Instance heading reverses the order.
+	do("sort by instance, descending",
+		chromedp.Click(chromedp.CSS(`#fleet th[data-key="id"]`)),
+		chromedp.Poll[chromedp.Void](`document.querySelector("#fleet tbody tr").dataset.instance === "`+dbInstanceID+`"`),
+		chromedp.Click(chromedp.CSS(`#fleet th[data-key="id"]`)),
+		chromedp.Poll[chromedp.Void](`document.querySelector("#fleet tbody tr").dataset.instance === "`+webInstanceID+`"`),
+	)
+
 	// The filter box and the readiness select.
 	do("filter on curl",
 		chromedp.SendKeys(chromedp.ID("filter"), "curl"),
@@ -209,6 +217,12 @@ func TestMigrationPage(t *testing.T) {
 	}
 	if got := httpTokens(webInstanceID); got != "optional" {
 		t.Errorf("after the refused enforce, %s http-tokens = %q, want optional", webInstanceID, got)
+	}
+
+	// The login URL worked once.
+	do("reuse the login URL", chromedp.Navigate(loginURL))
+	if got := text("main"); !strings.Contains(got, "already used") || !strings.Contains(got, "imds ui") {
+		t.Errorf("the login URL a second time shows %q, want that it was used and to run imds ui", got)
 	}
 
 	// Enforce on the ready instance, from its fleet row.

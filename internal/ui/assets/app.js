@@ -49,9 +49,9 @@
 
   // A sortable, filterable table whose body is rebuilt from rows on every
   // update; the sort key and direction and the filter stay.
-  function Table(table, columns, key) {
+  function Table(table, columns, key, dir) {
     const tbody = table.querySelector("tbody");
-    const state = { key: key, dir: 1, rows: [], filter: function () { return true; } };
+    const state = { key: key, dir: dir, rows: [], filter: function () { return true; } };
     table.querySelectorAll("th.sortable").forEach(function (th) {
       th.tabIndex = 0;
       const sortBy = function () {
@@ -202,7 +202,7 @@
       "v1-fallback": function (r) { return r.d.classes["v1-fallback"] || 0; },
       "v1-rejected": function (r) { return r.d.classes["v1-rejected"] || 0; },
       "last-v1": function (r) { return r.d["last-v1"] || ""; },
-    }, "id");
+    }, "id", 1);
     apply = function () {
       const q = filter.value.trim().toLowerCase();
       const s = show.value;
@@ -235,7 +235,7 @@
       "v1-fallback": function (r) { return r.d.requests["v1-fallback"]; },
       "v1-rejected": function (r) { return r.d.requests["v1-rejected"]; },
       "invalid-token": function (r) { return r.d.requests["invalid-token"]; },
-    }, "class");
+    }, "class", -1); // the worst class first
     apply = function () {
       const q = filter.value.trim().toLowerCase();
       table.filter(function (r) { return !q || r.text.indexOf(q) >= 0; });

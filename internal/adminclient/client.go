@@ -367,3 +367,12 @@ func (c *Client) MigrationEnforce(ctx context.Context, req migration.EnforceRequ
 	}
 	return &out, nil
 }
+
+// UILogin mints a one-time login to the web page; see controlplane.UILogin.
+func (c *Client) UILogin(ctx context.Context) (*controlplane.UILogin, error) {
+	var out controlplane.UILogin
+	if _, err := c.do(ctx, http.MethodPost, "/v1/ui/login", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

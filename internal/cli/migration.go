@@ -132,31 +132,16 @@ what would be done and changes nothing.`,
 			if err != nil {
 				return adminError(err, c, "enforce IMDSv2")
 			}
-			out := cmd.OutOrStdout()
-			verb := "required tokens on"
-			if res.DryRun {
-				verb = "would require tokens on"
-			}
-			for _, id := range res.Enforced {
-				fmt.Fprintf(out, "%s %s\n", verb, id)
-			}
-			for _, id := range res.AlreadyRequired {
-				fmt.Fprintf(out, "%s already requires tokens\n", id)
-			}
-			if len(res.Enforced)+len(res.AlreadyRequired)+len(res.Refused) == 0 {
-				fmt.Fprintln(out, "no instance to change: none is ready and still optional")
-			}
 			if len(res.Refused) == 0 {
+				fmt.Fprint(cmd.OutOrStdout(), res.Text())
 				return nil
 			}
-			var msg strings.Builder
-			for _, r := range res.Refused {
-				fmt.Fprintf(&msg, "\nrefused %s: %s", r.InstanceID, r.Verdict)
-				for _, c := range r.Callers {
-					fmt.Fprintf(&msg, "\n  %s %s %q: %s", c.Class, c.Address, c.UserAgent, c.Evidence)
-				}
+			done := *res
+			done.Refused = nil
+			if len(done.Enforced)+len(done.AlreadyRequired) > 0 {
+				fmt.Fprint(cmd.OutOrStdout(), done.Text())
 			}
-			return &exitError{ExitFailure, fmt.Errorf("%d %s would break:%s", len(res.Refused), plural(len(res.Refused), "instance", "instances"), msg.String())}
+			return &exitError{ExitFailure, errors.New(res.RefusedText())}
 		},
 	}
 	cmd.Flags().BoolVar(&req.Ready, "ready", false, "every instance that is ready and still optional")

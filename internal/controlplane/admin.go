@@ -37,6 +37,9 @@ func (h *Handler) adminRoutes(mux *http.ServeMux) {
 	if h.o.Migration != nil {
 		h.migrationRoutes(mux)
 	}
+	if h.o.UI != nil {
+		h.uiRoutes(mux)
+	}
 
 	mux.Handle("/v1/", h.adminAPI(func(w http.ResponseWriter, r *http.Request) error {
 		return adminNoRoute(mux, w, r)

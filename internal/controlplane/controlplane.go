@@ -3,7 +3,9 @@
 // drive it with --endpoint-url), a JSON admin API under /v1/ for what EC2 has
 // no API for, and /metrics, /healthz and /readyz. Every API request is
 // authenticated with SigV4 against the operator credentials; health and
-// metrics carry no secrets and answer without credentials.
+// metrics carry no secrets and answer without credentials. The web page
+// under /ui/ (package ui) is not signed: it checks its own sessions, which
+// start from a login token that POST /v1/ui/login, signed, hands out.
 package controlplane
 
 import (
@@ -34,8 +36,10 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Migration serves /v1/migration; nil serves none.
 	Migration Migration
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// UI serves the web page at /ui/ and POST /v1/ui/login; nil serves none.
+	UI     UI
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Handler is the control plane.

@@ -10,6 +10,11 @@ func (h *Handler) routes() {
 	admin := http.NewServeMux()
 	h.adminRoutes(admin)
 	h.mux.Handle("/v1/", h.authenticate(admin))
+	// The web page: not behind SigV4, which a browser cannot sign; it
+	// authenticates its requests with sessions started through the admin API.
+	if h.o.UI != nil {
+		h.mux.Handle("/ui/", h.o.UI)
+	}
 	// Health and metrics.
 	h.healthRoutes(h.mux)
 }

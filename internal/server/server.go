@@ -33,6 +33,7 @@ import (
 	"github.com/imds/imds/internal/store/boltstore"
 	"github.com/imds/imds/internal/store/etcdstore"
 	"github.com/imds/imds/internal/token"
+	"github.com/imds/imds/internal/ui"
 )
 
 // Default listen addresses: loopback, so that a developer needs no privileges
@@ -173,12 +174,14 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		return nil, fmt.Errorf("load fleet: %w", err)
 	}
 	s.registerMetrics()
+	mig := migration.NewService(s.recorder, registryFleet{s.reg})
 	s.admin = controlplane.New(controlplane.Options{
 		Registry:  s.reg,
 		Operators: registry.NewOperatorCache(s.reg),
 		Ready:     s.ready,
 		Gatherer:  s.metrics,
-		Migration: migration.NewService(s.recorder, registryFleet{s.reg}),
+		Migration: mig,
+		UI:        ui.New(ui.Options{Migration: mig, Logger: o.Logger, Now: o.Now}),
 		Logger:    o.Logger,
 		Now:       o.Now,
 	})

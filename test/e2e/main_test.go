@@ -1,5 +1,6 @@
 // Package e2e drives the built imds binary with real clients: the AWS SDK
-// for Go v2, botocore and the AWS CLI, and cloud-init's EC2 datasource.
+// for Go v2, botocore and the AWS CLI, cloud-init's EC2 datasource, and
+// headless Chromium for the web page.
 //
 // TestMain builds ./cmd/imds once. Each test starts its own `imds serve` on a
 // loopback port with its own config and data directory, and stops it when

@@ -1,0 +1,34 @@
+package controlplane
+
+import (
+	"net/http"
+	"time"
+)
+
+// UI is the web page under /ui/. A browser cannot sign with SigV4, so the
+// page authenticates its own requests with sessions, started by a one-time
+// login token that an operator gets from the (signed) admin API.
+type UI interface {
+	http.Handler
+	// NewLogin mints a one-time login token and returns the path, with its
+	// query, that consumes it, and when it expires.
+	NewLogin() (path string, expires time.Time)
+}
+
+// UILogin is the answer of POST /v1/ui/login: the path (with its query) of
+// a one-time login, relative to the control plane's URL.
+type UILogin struct {
+	Path    string    `json:"path"`
+	Expires time.Time `json:"expires"`
+}
+
+func (h *Handler) uiRoutes(admin *http.ServeMux) {
+	admin.Handle("POST /v1/ui/login", h.adminAPI(h.uiLogin))
+}
+
+func (h *Handler) uiLogin(w http.ResponseWriter, r *http.Request) error {
+	path, exp := h.o.UI.NewLogin()
+	h.adminAudit(r, "ui: login token issued", "expires", exp.UTC().Format(time.RFC3339))
+	writeAdminJSON(w, http.StatusOK, UILogin{Path: path, Expires: exp.UTC()})
+	return nil
+}

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -91,9 +92,22 @@ func TestPackage(t *testing.T) {
 	epoch, _ := strconv.ParseInt(strings.TrimSpace(run(t, a, nil, "git", "log", "-1", "--format=%ct")), 10, 64)
 
 	distA, distB := filepath.Join(t.TempDir(), "dist"), filepath.Join(t.TempDir(), "dist")
+	// The second build is of one architecture only, to keep the test short;
+	// both run at once.
+	errs := make(chan error, 1)
+	go func() {
+		cmd := exec.CommandContext(t.Context(), filepath.Join(b, "scripts/package"))
+		cmd.Dir, cmd.Env = b, append(os.Environ(), "DIST="+distB, "ARCHES=amd64")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			errs <- fmt.Errorf("scripts/package in the second checkout: %v\n%s", err, out)
+			return
+		}
+		errs <- nil
+	}()
 	run(t, a, []string{"DIST=" + distA}, filepath.Join(a, "scripts/package"))
-	// The second build is of one architecture only, to keep the test short.
-	run(t, b, []string{"DIST=" + distB, "ARCHES=amd64"}, filepath.Join(b, "scripts/package"))
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
 
 	sumA, sumB := sums(t, distA), sums(t, distB)
 	debName := func(arch string) string {
@@ -247,7 +261,13 @@ func testContainer(t *testing.T, dist, version string) {
 	}
 	ctr := strings.TrimSpace(bah("from", "imds:test"))
 	mnt := strings.TrimSpace(bah("mount", ctr))
-	t.Cleanup(func() { bah("umount", ctr); bah("rm", ctr) })
+	t.Cleanup(func() {
+		// t.Context has ended by now.
+		for _, args := range [][]string{{"umount", ctr}, {"rm", ctr}} {
+			exec.Command(buildah, append([]string{"--root", filepath.Join(storage, "root"),
+				"--runroot", filepath.Join(storage, "run"), "--storage-driver", "vfs"}, args...)...).Run()
+		}
+	})
 
 	var files []string
 	filepath.WalkDir(mnt, func(p string, d os.DirEntry, err error) error {
@@ -260,8 +280,10 @@ func testContainer(t *testing.T, dist, version string) {
 	if got, want := strings.Join(files, " "), "/etc/imds/fleet.yaml /etc/ssl/certs/ca-certificates.crt /usr/bin/imds"; got != want {
 		t.Errorf("image files: got %s, want %s", got, want)
 	}
-	if fi, err := os.Stat(filepath.Join(mnt, "var/lib/imds")); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 65532 || fi.Mode().Perm() != 0o700 {
-		t.Errorf("/var/lib/imds: %v %v; want a directory of 65532, mode 0700", fi, err)
+	// COPY makes the directory 0755 (--chmod does not reach it); imds
+	// writes what is secret in it 0600 (checked below).
+	if fi, err := os.Stat(filepath.Join(mnt, "var/lib/imds")); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 65532 || fi.Mode().Perm() != 0o755 {
+		t.Errorf("/var/lib/imds: %v; want a directory of 65532, mode 0755", err)
 	}
 
 	// The image's root has nothing but these files: run the binary there as
@@ -309,7 +331,10 @@ func testContainer(t *testing.T, dist, version string) {
 	if res.StatusCode != 200 || string(body) != "i-0123456789abcdef0" {
 		t.Errorf("instance-id from imds in the image: %d %q", res.StatusCode, body)
 	}
-	if _, err := os.Stat(filepath.Join(mnt, "var/lib/imds/imds.db")); err != nil {
-		t.Errorf("store in the state volume: %v", err)
+	for _, f := range []string{"imds.db", "credentials", "identity-key.pem"} {
+		fi, err := os.Stat(filepath.Join(mnt, "var/lib/imds", f))
+		if err != nil || fi.Mode().Perm() != 0o600 || fi.Sys().(*syscall.Stat_t).Uid != 65532 {
+			t.Errorf("/var/lib/imds/%s: %v; want a file of 65532, mode 0600", f, err)
+		}
 	}
 }

@@ -1,9 +1,6 @@
 package imdstest_test
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -69,42 +66,12 @@ func TestExternalModule(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a separate module")
 	}
-	goBin := testenv.Command(t, "go")
-	root, err := testenv.ModuleRoot()
-	testenv.Need(t, "module root", err)
-	dir := t.TempDir()
-	gomod := "module example.com/consumer\n\ngo 1.26\n\nrequire github.com/imds/imds v0.0.0\n\nreplace github.com/imds/imds => " + root + "\n"
-	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	internalUse := "package consumer\n\nimport _ \"github.com/imds/imds/internal/server\"\n"
-	for name, data := range map[string]string{
-		"go.mod":           gomod,
-		"go.sum":           string(sum),
-		"consumer_test.go": consumerTest,
-		"internal/x/x.go":  internalUse, // moved aside below
-		"consumer.go":      "// Package consumer is a user's module.\npackage consumer\n",
-	} {
-		p := filepath.Join(dir, name)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	run := func(args ...string) (string, error) {
-		cmd := exec.CommandContext(t.Context(), goBin, args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
-	// The internal packages are out of reach of another module.
-	if out, err := run("build", "./internal/x"); err == nil || !strings.Contains(out, "use of internal package") {
+	internalUse := "package x\n\nimport _ \"github.com/imds/imds/internal/server\"\n"
+	out, err := testenv.GoTestExternal(t, map[string]string{"internal/x/x.go": internalUse}, "build", "./internal/x")
+	if err == nil || !strings.Contains(out, "use of internal package") {
 		t.Errorf("importing an internal package from another module: got %v\n%s\nwant a build error", err, out)
 	}
-	os.RemoveAll(filepath.Join(dir, "internal"))
-	out, err := run("test", "-count=1", "-v", "./...")
+	out, err = testenv.GoTestExternal(t, map[string]string{"consumer_test.go": consumerTest}, "test", "-count=1", "-v", "./...")
 	if err != nil || !strings.Contains(out, "--- PASS: TestWithImds") {
 		t.Fatalf("go test in the external module: %v\n%s", err, out)
 	}

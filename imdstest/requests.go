@@ -41,49 +41,55 @@ type recorder struct {
 	list []Request
 }
 
-// wrap records every request h answers.
+// wrap records every request h answers. A request is recorded when its
+// status is decided, before any byte of the answer leaves, so that a client
+// that has its answer finds its request in Requests.
 func (rc *recorder) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rw := &statusWriter{ResponseWriter: w}
-		defer func() {
+		rw := &statusWriter{ResponseWriter: w, record: func(status int) {
 			rc.mu.Lock()
 			rc.list = append(rc.list, Request{
 				Method:    r.Method,
 				Path:      r.URL.Path,
 				Token:     r.Header.Get("X-aws-ec2-metadata-token") != "",
 				UserAgent: r.UserAgent(),
-				Status:    rw.status,
+				Status:    status,
 			})
 			rc.mu.Unlock()
-		}()
+		}}
+		defer rw.decide(http.StatusOK) // nothing written: net/http answers 200
 		h.ServeHTTP(rw, r)
 	})
 }
 
-// statusWriter remembers the status written; it passes Hijack through, which
-// the data plane uses to close a connection without an answer.
+// statusWriter records the status once, when it is decided; it passes
+// Hijack through, which the data plane uses to close a connection without
+// an answer (status 0).
 type statusWriter struct {
 	http.ResponseWriter
-	status   int
-	hijacked bool
+	record  func(status int)
+	decided bool
+}
+
+func (w *statusWriter) decide(status int) {
+	if !w.decided {
+		w.decided = true
+		w.record(status)
+	}
 }
 
 func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 && !w.hijacked {
-		w.status = code
-	}
+	w.decide(code)
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 && !w.hijacked {
-		w.status = http.StatusOK
-	}
+	w.decide(http.StatusOK)
 	return w.ResponseWriter.Write(b)
 }
 
 func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	w.hijacked = true
+	w.decide(0)
 	return http.NewResponseController(w.ResponseWriter).Hijack()
 }
 

@@ -259,6 +259,21 @@ func testContainer(t *testing.T, dist, version string) {
 	if want := "65532:65532|/var/lib/imds|[/usr/bin/imds]|amd64|1"; strings.TrimSpace(cfg) != want {
 		t.Errorf("image config: got %q, want %q (user|volumes|entrypoint|arch|layers: one, on scratch)", strings.TrimSpace(cfg), want)
 	}
+	// --platform picks the binary through TARGETARCH.
+	bah("build", "--quiet", "-f", filepath.Join(root, "packaging/Containerfile"), "--platform", "linux/arm64", "-t", "imds:test-arm64", dist)
+	if got := strings.TrimSpace(bah("inspect", "--type", "image", "--format", "{{.OCIv1.Architecture}}", "imds:test-arm64")); got != "arm64" {
+		t.Errorf("arm64 image: architecture %q", got)
+	}
+	armCtr := strings.TrimSpace(bah("from", "imds:test-arm64"))
+	armMnt := strings.TrimSpace(bah("mount", armCtr))
+	if f, err := elf.Open(filepath.Join(armMnt, "usr/bin/imds")); err != nil || f.Machine != elf.EM_AARCH64 {
+		t.Errorf("arm64 image: /usr/bin/imds is not an arm64 binary: %v", err)
+	} else {
+		f.Close()
+	}
+	bah("umount", armCtr)
+	bah("rm", armCtr)
+
 	ctr := strings.TrimSpace(bah("from", "imds:test"))
 	mnt := strings.TrimSpace(bah("mount", ctr))
 	t.Cleanup(func() {

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
+
+	"github.com/imds/imds/internal/version"
 )
 
 // Exit codes.
@@ -37,14 +39,16 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Short:         "An EC2-compatible Instance Metadata Service",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version.String(),
 	}
+	root.SetVersionTemplate(version.Full() + "\n")
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &exitError{ExitUsage, err}
 	})
-	root.AddCommand(newServeCmd(), newValidateCmd(), newGetCmd(), newDoctorCmd(), newIdentityCmd(), newInstanceCmd(), newRoleCmd(), newRelayCmd(), newKeysCmd(), newMigrationCmd(), newUICmd())
+	root.AddCommand(newServeCmd(), newValidateCmd(), newGetCmd(), newDoctorCmd(), newIdentityCmd(), newInstanceCmd(), newRoleCmd(), newRelayCmd(), newKeysCmd(), newMigrationCmd(), newUICmd(), newVersionCmd())
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return ExitOK

@@ -40,6 +40,10 @@ type StaticSource struct {
 	// AccountID is served as AccountId in iam/security-credentials-extended;
 	// without it that path answers 404 and SDKs fall back to the legacy one.
 	AccountID string `yaml:"account-id" json:"account-id,omitempty"`
+	// Expiration (RFC 3339) is when temporary keys stop working; they are
+	// served with it, and answer EC2's error form once it has passed. Empty:
+	// keys without an expiry, served as if EC2 rotated them.
+	Expiration string `yaml:"expiration" json:"expiration,omitempty"`
 }
 
 // AssumeRoleSource mints credentials with STS AssumeRole, signed with the
@@ -185,6 +189,7 @@ func (v *validator) source(p string, r *Role) {
 			v.add(sp+".secret-access-key", "", "required")
 		}
 		v.match(sp+".account-id", s.AccountID, accountIDRe, "an account id (12 digits)")
+		v.timestamp(sp+".expiration", s.Expiration)
 	case r.AssumeRole != nil:
 		v.assumeRole(p+".assume-role", r.AssumeRole)
 	case r.Process != nil:

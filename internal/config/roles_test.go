@@ -56,6 +56,8 @@ func TestInvalidRoleSources(t *testing.T) {
 			[]string{"roles.r.static.secret-access-key", "required"}},
 		{"static account", "r: {static: {access-key-id: a, secret-access-key: b, account-id: \"12\"}}",
 			[]string{"roles.r.static.account-id", `"12"`, "account id"}},
+		{"static expiration", "r: {static: {access-key-id: a, secret-access-key: b, expiration: tomorrow}}",
+			[]string{"roles.r.static.expiration", `"tomorrow"`, "RFC 3339"}},
 		{"no role arn", "r: {assume-role: {duration: 1h}}",
 			[]string{"roles.r.assume-role.role-arn", "required"}},
 		{"bad role arn", "r: {assume-role: {role-arn: arn:aws:iam::1234:user/x}}",

@@ -161,6 +161,30 @@ func TestStaticServedWithoutFetching(t *testing.T) {
 	}
 }
 
+// TestStaticExpiration: static keys with an expiration are served with it,
+// and answer the error form once it has passed, renewed or not.
+func TestStaticExpiration(t *testing.T) {
+	f := newFixture(t)
+	exp := t0.Add(30 * time.Minute)
+	err := f.m.Update(map[string]*config.Role{"app": {Static: &config.StaticSource{
+		AccessKeyID: "ASIAEXAMPLE", SecretAccessKey: "s3cret", SessionToken: "tok", Expiration: exp.Format(time.RFC3339)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn := f.m.For(Subject{Role: "app", InstanceID: "i-0123456789abcdef0"})
+	if d := render(t, fn, true); d.Code != "Success" || d.Expiration != ts(exp) || d.AccessKeyID != "ASIAEXAMPLE" {
+		t.Fatalf("before expiry: got %+v, want Success with Expiration %s", d, ts(exp))
+	}
+	f.clock.Add(31 * time.Minute)
+	if d := render(t, fn, true); d.Code == "Success" || d.AccessKeyID != "" {
+		t.Errorf("after expiry: got %+v, want the error form", d)
+	}
+	f.m.RefreshDue(t.Context())
+	if d := render(t, fn, true); d.Code == "Success" || !strings.Contains(d.Message, "expired") {
+		t.Errorf("after a renewal past expiry: got %+v, want the error form saying the keys expired", d)
+	}
+}
+
 func TestExtendedAndIdentity(t *testing.T) {
 	f := newFixture(t)
 	static := &config.Role{Static: &config.StaticSource{AccessKeyID: "AKIAEXAMPLE", SecretAccessKey: "s", AccountID: "123456789012"}}

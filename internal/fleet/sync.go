@@ -46,6 +46,7 @@ type Syncer struct {
 	mu        sync.Mutex
 	roleSpecs map[string]*config.Role
 	rev       int64
+	published chan struct{} // closed and replaced at every publish
 
 	synced   atomic.Bool
 	lastErr  atomic.Pointer[string]
@@ -85,7 +86,7 @@ func NewSyncer(o SyncerOptions) *Syncer {
 	s := &Syncer{
 		st: o.Store, roles: o.Roles, onTokens: o.OnTokens, settings: o.Settings,
 		log: o.Logger, clock: o.Clock, roleSpecs: map[string]*config.Role{},
-		probeEvery: o.ProbeInterval,
+		probeEvery: o.ProbeInterval, published: make(chan struct{}),
 	}
 	s.builder = NewBuilder(o.Roles, o.Sign, o.Clock)
 	s.fleet = New(s.builder.Snapshot(o.Settings))
@@ -154,6 +155,24 @@ func (s *Syncer) Sync(ctx context.Context) error {
 	return nil
 }
 
+// WaitRevision waits until the published snapshot reflects every change of
+// the store up to revision rev (the revision a write returned), or ctx ends.
+func (s *Syncer) WaitRevision(ctx context.Context, rev int64) error {
+	for {
+		s.mu.Lock()
+		cur, ch := s.rev, s.published
+		s.mu.Unlock()
+		if cur >= rev {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for store revision %d (snapshot at %d): %w", rev, cur, ctx.Err())
+		}
+	}
+}
+
 // setRoles hands the roles to the credential manager and rebuilds the
 // instances of roles that appeared, changed or went away.
 func (s *Syncer) setRoles(roles map[string]*config.Role) {
@@ -200,6 +219,8 @@ func (s *Syncer) publish() {
 		cancel()
 	}
 	s.fleet.Swap(s.builder.Snapshot(s.settings))
+	close(s.published)
+	s.published = make(chan struct{})
 	s.changes.Add(1)
 	s.lastSync.Store(s.clock().UnixNano())
 	s.synced.Store(true)

@@ -97,3 +97,41 @@ func TestSyncerFollowsStore(t *testing.T) {
 		t.Errorf("status %+v", st)
 	}
 }
+
+// TestSyncerWaitRevision: once WaitRevision returns for the revision of a
+// write, the published snapshot has the write, with no polling.
+func TestSyncerWaitRevision(t *testing.T) {
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "imds.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	reg := registry.New(st, nil)
+	ctx := t.Context()
+	s := NewSyncer(SyncerOptions{Store: st})
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { s.Run(runCtx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	for i, id := range []string{"i-0000000000000000a", "i-0000000000000000b", "i-0000000000000000c"} {
+		rec, err := reg.Put(ctx, config.Instance{InstanceID: id}, store.Absent, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WaitRevision(ctx, rec.Revision); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.Fleet().Load().Len(); got != i+1 {
+			t.Fatalf("after WaitRevision(%d): got %d instances, want %d", rec.Revision, got, i+1)
+		}
+	}
+	short, cancelShort := context.WithCancel(ctx)
+	cancelShort()
+	if err := s.WaitRevision(short, 1<<40); err == nil {
+		t.Error("WaitRevision of a revision never written returned nil with a cancelled context")
+	}
+}

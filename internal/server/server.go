@@ -50,17 +50,23 @@ type Options struct {
 	Bind        map[string]string
 	AdminListen string // control plane; "" disables it
 	ConfigPath  string // "" serves the built-in demo instance on an empty store
-	DataDir     string // the embedded store, the operator credentials
-	Store       string // "bolt" (default) or "etcd"
-	Etcd        etcdstore.Options
-	KeepAlive   bool // see dataplane.Options.KeepAlive
+	// Config, when set, is applied instead of a file (embedding, imdstest);
+	// Reload then has nothing to read.
+	Config    *config.Config
+	DataDir   string // the embedded store, the operator credentials
+	Store     string // "bolt" (default) or "etcd"
+	Etcd      etcdstore.Options
+	KeepAlive bool // see dataplane.Options.KeepAlive
 	// AuditLog is the path of the audit log (JSON lines); "" writes none.
 	AuditLog string
 	// NoRecording leaves the migration recorder off the data plane, so that
 	// a benchmark can measure what recording costs.
 	NoRecording bool
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// WrapDataPlane, when set, wraps the data-plane handler on every data
+	// listener: test tooling that records requests (imdstest).
+	WrapDataPlane func(http.Handler) http.Handler
+	Logger        *slog.Logger
+	Now           func() time.Time
 }
 
 // ConfigError: the configuration file could not be read or is invalid.
@@ -223,6 +229,9 @@ func (s *Server) openStore(ctx context.Context) error {
 }
 
 func (s *Server) loadConfig() (*config.Config, error) {
+	if s.opts.Config != nil {
+		return s.opts.Config, s.opts.Config.Validate()
+	}
 	if s.opts.ConfigPath == "" {
 		return config.Demo(), nil
 	}
@@ -232,7 +241,7 @@ func (s *Server) loadConfig() (*config.Config, error) {
 // seed applies the configuration file; the demo instance is seeded only into
 // a store that has no instances.
 func (s *Server) seed(ctx context.Context, cfg *config.Config) error {
-	if s.opts.ConfigPath == "" {
+	if s.opts.ConfigPath == "" && s.opts.Config == nil {
 		all, err := s.reg.Instances(ctx)
 		if err != nil {
 			return fmt.Errorf("read store: %w", err)
@@ -300,6 +309,12 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // Registry is the fleet's registry, for tests and embedding.
 func (s *Server) Registry() *registry.Registry { return s.reg }
+
+// WaitRevision waits until the data plane serves every change of the store
+// up to revision rev, the revision a registry write returned.
+func (s *Server) WaitRevision(ctx context.Context, rev int64) error {
+	return s.syncer.WaitRevision(ctx, rev)
+}
 
 // Listen binds every listener. Use port 0 to let the system choose.
 func (s *Server) Listen(ctx context.Context) error {
@@ -394,12 +409,16 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	var servers []*http.Server
+	var data http.Handler = s.handler
+	if s.opts.WrapDataPlane != nil {
+		data = s.opts.WrapDataPlane(data)
+	}
 	for _, l := range s.listeners {
 		base := context.Background()
 		if l.instance != "" {
 			base = identity.WithBoundInstance(base, l.instance)
 		}
-		srv := newServer(s.handler, base)
+		srv := newServer(data, base)
 		servers = append(servers, srv)
 		g.Go(func() error { return serve(srv, l) })
 	}

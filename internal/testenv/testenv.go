@@ -329,3 +329,41 @@ func IsolateAWS(t testing.TB) {
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
 }
+
+// GoTestExternal writes files (name to content) as a module of its own,
+// example.com/consumer, that requires this module through a replace of the
+// module root, and runs go with args in it (with GOFLAGS=-mod=mod so that go
+// resolves the requirements; go.sum is this module's). It returns go's
+// output and error.
+func GoTestExternal(t testing.TB, files map[string]string, args ...string) (string, error) {
+	t.Helper()
+	goBin := Command(t, "go")
+	root, err := ModuleRoot()
+	Need(t, "module root", err)
+	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	all := map[string]string{
+		"go.mod": "module example.com/consumer\n\ngo 1.26\n\nrequire github.com/imds/imds v0.0.0\n\nreplace github.com/imds/imds => " + root + "\n",
+		"go.sum": string(sum),
+	}
+	for name, data := range files {
+		all[name] = data
+	}
+	for name, data := range all {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.CommandContext(t.Context(), goBin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}

@@ -196,3 +196,43 @@ func TestMigrationExample(t *testing.T) {
 		}
 	}
 }
+
+// TestImdstestExample runs the README's Go example as the test of a module
+// of its own, as a user would.
+func TestImdstestExample(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a separate module")
+	}
+	var src string
+	for _, b := range blocks(t, "../../README.md") {
+		if b.lang == "go" && strings.Contains(b.body, "imdstest.New(t)") {
+			src = b.body
+			break
+		}
+	}
+	if src == "" {
+		t.Fatal("README has no Go example calling imdstest.New(t)")
+	}
+	out, err := testenv.GoTestExternal(t, map[string]string{"app_test.go": src}, "test", "-count=1", "-v", "./...")
+	if err != nil || !strings.Contains(out, "--- PASS: TestWithMetadata") {
+		t.Fatalf("README example: %v\n%s", err, out)
+	}
+}
+
+// TestPackagedUnitDocumented: docs/deploy.md shows the unit the package
+// installs, verbatim.
+func TestPackagedUnitDocumented(t *testing.T) {
+	unit, err := os.ReadFile("../../packaging/imds.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range blocks(t, "../../docs/deploy.md") {
+		if b.lang == "ini" && strings.Contains(b.body, "ExecStart=/usr/bin/imds serve") {
+			if b.body != string(unit) {
+				t.Errorf("docs/deploy.md:%d differs from packaging/imds.service", b.line)
+			}
+			return
+		}
+	}
+	t.Error("docs/deploy.md does not show packaging/imds.service")
+}

@@ -333,3 +333,25 @@ func (c *Client) RotateTokenKey(ctx context.Context) (*controlplane.TokenKeys, e
 	}
 	return &out, nil
 }
+
+// OperatorKeys lists the operator keys, without their secrets.
+func (c *Client) OperatorKeys(ctx context.Context) ([]controlplane.OperatorKey, error) {
+	var out controlplane.OperatorKeyList
+	_, err := c.do(ctx, http.MethodGet, "/v1/keys/operator", nil, nil, &out)
+	return out.Keys, err
+}
+
+// AddOperatorKey makes a new operator key. Its secret is in this answer only.
+func (c *Client) AddOperatorKey(ctx context.Context) (*controlplane.OperatorKey, error) {
+	var out controlplane.OperatorKey
+	if _, err := c.do(ctx, http.MethodPost, "/v1/keys/operator", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RevokeOperatorKey removes an operator key; every replica refuses it soon after.
+func (c *Client) RevokeOperatorKey(ctx context.Context, accessKeyID string) error {
+	_, err := c.do(ctx, http.MethodDelete, "/v1/keys/operator"+seg(accessKeyID), nil, nil, nil)
+	return err
+}

@@ -34,6 +34,9 @@ func (h *Handler) adminRoutes(mux *http.ServeMux) {
 	mux.Handle("DELETE /v1/relays/{name}", h.adminAPI(h.deleteRelay))
 
 	mux.Handle("POST /v1/keys/token/rotate", h.adminAPI(h.rotateTokenKey))
+	mux.Handle("GET /v1/keys/operator", h.adminAPI(h.listOperatorKeys))
+	mux.Handle("POST /v1/keys/operator", h.adminAPI(h.addOperatorKey))
+	mux.Handle("DELETE /v1/keys/operator/{id}", h.adminAPI(h.revokeOperatorKey))
 
 	mux.Handle("/v1/", h.adminAPI(func(w http.ResponseWriter, r *http.Request) error {
 		return adminNoRoute(mux, w, r)
@@ -385,5 +388,52 @@ func (h *Handler) rotateTokenKey(w http.ResponseWriter, r *http.Request) error {
 	}
 	h.adminAudit(r, "token key rotated", "signing", out.Signing)
 	writeAdminJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// --- operator keys ---
+
+func (h *Handler) listOperatorKeys(w http.ResponseWriter, r *http.Request) error {
+	ops, err := h.o.Registry.Operators(r.Context())
+	if err != nil {
+		return err
+	}
+	out := OperatorKeyList{Keys: make([]OperatorKey, len(ops))}
+	for i, op := range ops {
+		out.Keys[i] = OperatorKey{AccessKeyID: op.AccessKeyID, Created: op.Created}
+	}
+	writeAdminJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// addOperatorKey makes a new operator key; its secret is in this answer only.
+func (h *Handler) addOperatorKey(w http.ResponseWriter, r *http.Request) error {
+	if err := refuseAdminConditional(r); err != nil {
+		return err
+	}
+	op, err := h.o.Registry.AddOperator(r.Context())
+	if err != nil {
+		return err
+	}
+	h.adminAudit(r, "operator key added", "access_key_id", op.AccessKeyID)
+	writeAdminJSON(w, http.StatusCreated, OperatorKey{AccessKeyID: op.AccessKeyID, SecretAccessKey: op.SecretAccessKey, Created: op.Created})
+	return nil
+}
+
+// revokeOperatorKey removes an operator key. This replica refuses it from the
+// answer on; the others when their watch brings the change.
+func (h *Handler) revokeOperatorKey(w http.ResponseWriter, r *http.Request) error {
+	if err := refuseAdminConditional(r); err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if err := h.o.Registry.RevokeOperator(r.Context(), id); err != nil {
+		return err
+	}
+	if f, ok := h.o.Operators.(forgetter); ok {
+		f.Forget(id)
+	}
+	h.adminAudit(r, "operator key revoked", "access_key_id", id)
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

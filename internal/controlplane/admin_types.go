@@ -88,6 +88,19 @@ type TokenKeys struct {
 	Keys    []TokenKeyInfo `json:"keys"`
 }
 
+// OperatorKey is an operator access key. SecretAccessKey is set only in the
+// answer to POST /v1/keys/operator, which made it: it is never shown again.
+type OperatorKey struct {
+	AccessKeyID     string    `json:"access-key-id"`
+	SecretAccessKey string    `json:"secret-access-key,omitempty"`
+	Created         time.Time `json:"created,omitzero"`
+}
+
+// OperatorKeyList is the answer of GET /v1/keys/operator, sorted by id.
+type OperatorKeyList struct {
+	Keys []OperatorKey `json:"keys"`
+}
+
 // Event types of POST /v1/instances/{id}/events.
 const (
 	EventSpot        = "spot"

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -40,7 +41,10 @@ func updateGolden() bool {
 // testOperators is an in-memory Operators.
 type testOperators map[string]string
 
-func (o testOperators) Secret(id string) (string, bool) { s, ok := o[id]; return s, ok }
+func (o testOperators) Secret(_ context.Context, id string) (string, bool) {
+	s, ok := o[id]
+	return s, ok
+}
 
 const (
 	testKeyID  = "IMDSTESTOPERATOR0001"

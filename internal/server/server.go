@@ -72,6 +72,7 @@ type Server struct {
 	syncer   *fleet.Syncer
 	handler  *dataplane.Handler
 	admin    *controlplane.Handler
+	ops      *registry.OperatorCache
 	metrics  *prometheus.Registry
 	settings fleet.Settings
 
@@ -160,9 +161,17 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		return nil, fmt.Errorf("load fleet: %w", err)
 	}
 	s.registerMetrics()
+	s.ops = registry.NewOperatorCache(s.reg, registry.OperatorCacheOptions{
+		Now:    o.Now,
+		Logger: o.Logger,
+	})
+	if _, err := s.ops.Load(ctx); err != nil {
+		s.st.Close()
+		return nil, err
+	}
 	s.admin = controlplane.New(controlplane.Options{
 		Registry:  s.reg,
-		Operators: registry.NewOperatorCache(s.reg),
+		Operators: s.ops,
 		Ready:     s.ready,
 		Gatherer:  s.metrics,
 		Logger:    o.Logger,
@@ -388,6 +397,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	g.Go(func() error { return s.syncer.Run(gctx) })
 	g.Go(func() error { return s.creds.Run(gctx) })
+	g.Go(func() error { return s.ops.Run(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -223,6 +223,20 @@ func (c *Client) PutInstance(ctx context.Context, spec config.Instance, cond Con
 	return &out, status == http.StatusCreated, nil
 }
 
+// PutInstances registers instances or replaces their specs, all or none: if
+// one breaks a registry rule, none is written and the error names each.
+func (c *Client) PutInstances(ctx context.Context, specs []config.Instance) ([]controlplane.InstanceWritten, error) {
+	hdr, body, err := jsonBody(controlplane.InstanceBatch{Instances: specs})
+	if err != nil {
+		return nil, err
+	}
+	var out controlplane.InstanceBatchResult
+	if _, err := c.do(ctx, http.MethodPut, "/v1/instances", hdr, body, &out); err != nil {
+		return nil, err
+	}
+	return out.Instances, nil
+}
+
 // DeleteInstance removes an instance.
 func (c *Client) DeleteInstance(ctx context.Context, id string, cond Cond) error {
 	_, err := c.do(ctx, http.MethodDelete, "/v1/instances"+seg(id), cond.header(), nil, nil)

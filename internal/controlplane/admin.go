@@ -17,6 +17,7 @@ import (
 // adminRoutes registers the JSON admin API.
 func (h *Handler) adminRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /v1/instances", h.adminAPI(h.listInstances))
+	mux.Handle("PUT /v1/instances", h.adminAPI(h.putInstances))
 	mux.Handle("GET /v1/instances/{id}", h.adminAPI(h.getInstance))
 	mux.Handle("PUT /v1/instances/{id}", h.adminAPI(h.putInstance))
 	mux.Handle("DELETE /v1/instances/{id}", h.adminAPI(h.deleteInstance))
@@ -136,6 +137,33 @@ func (h *Handler) putInstance(w http.ResponseWriter, r *http.Request) error {
 		status = http.StatusCreated
 	}
 	writeAdminJSON(w, status, instanceRecord(in))
+	return nil
+}
+
+// putInstances registers instances or replaces their specs, all or none:
+// every spec is checked against the registry's rules and the current state
+// first, and nothing is written if one breaks a rule.
+func (h *Handler) putInstances(w http.ResponseWriter, r *http.Request) error {
+	if err := refuseAdminConditional(r); err != nil {
+		return err
+	}
+	var body InstanceBatch
+	if err := decodeAdminBody(r, &body); err != nil {
+		return err
+	}
+	if len(body.Instances) == 0 {
+		return badParam("instances: the list is empty")
+	}
+	res, err := h.o.Registry.PutInstances(r.Context(), body.Instances)
+	out := InstanceBatchResult{Instances: make([]InstanceWritten, len(res))}
+	for i, p := range res {
+		out.Instances[i] = InstanceWritten{instanceRecord(p.Instance), p.Created}
+		h.adminAudit(r, "instance put", "instance", p.Instance.Spec.InstanceID, "revision", p.Instance.Revision, "created", p.Created)
+	}
+	if err != nil {
+		return err
+	}
+	writeAdminJSON(w, http.StatusOK, out)
 	return nil
 }
 

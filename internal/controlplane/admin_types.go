@@ -38,6 +38,24 @@ type InstanceRecord struct {
 	Revision   int64 `json:"revision"`
 }
 
+// InstanceBatch is the body of PUT /v1/instances: instances to register or
+// whose specs to replace, all or none.
+type InstanceBatch struct {
+	Instances []config.Instance `json:"instances" yaml:"instances"`
+}
+
+// InstanceWritten is one instance of the answer to PUT /v1/instances.
+type InstanceWritten struct {
+	InstanceRecord
+	Created bool `json:"created"`
+}
+
+// InstanceBatchResult is the answer of PUT /v1/instances, in the order the
+// instances were written.
+type InstanceBatchResult struct {
+	Instances []InstanceWritten `json:"instances"`
+}
+
 // RoleRecord is a role as GET /v1/roles and /v1/roles/{name} return it: its
 // source in the configuration file's format, with secret keys left out.
 type RoleRecord struct {

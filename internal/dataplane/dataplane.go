@@ -100,6 +100,10 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	return context.WithValue(ctx, connKey{}, c)
 }
 
+// refusedLogAddrs is how many of the fleet's addresses a refused caller's
+// log line lists.
+const refusedLogAddrs = 8
+
 // Shared header values; net/http never modifies them.
 var (
 	valServer     = []string{"EC2ws"}
@@ -155,7 +159,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (route string, c
 	snap := h.fleet.Load()
 	e, err := identity.Resolve(snap, r, src.Addr().Unmap())
 	if err != nil {
-		h.log.Warn("refused caller", "remote", src.Addr().Unmap().String(), "reason", err)
+		known, total := snap.SomeAddrs(refusedLogAddrs)
+		h.log.Warn("refused caller", "remote", src.Addr().Unmap().String(), "reason", err,
+			"fleet_instances", snap.Len(), "fleet_addresses", total, "known_addresses", known)
 		return route, h.writeError(w, http.StatusForbidden), version
 	}
 	opts := &e.Instance.Options

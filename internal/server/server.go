@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -214,6 +215,18 @@ func (s *Server) openStore(ctx context.Context) error {
 	return nil
 }
 
+// storeDesc says where the store is, for the log.
+func (s *Server) storeDesc() string {
+	if s.opts.Store == "etcd" {
+		prefix := s.opts.Etcd.Prefix
+		if prefix == "" {
+			prefix = etcdstore.DefaultPrefix
+		}
+		return fmt.Sprintf("etcd %s, prefix %s", strings.Join(s.opts.Etcd.Endpoints, ","), prefix)
+	}
+	return "bolt " + filepath.Join(s.opts.DataDir, "imds.db")
+}
+
 func (s *Server) loadConfig() (*config.Config, error) {
 	if s.opts.ConfigPath == "" {
 		return config.Demo(), nil
@@ -230,6 +243,8 @@ func (s *Server) seed(ctx context.Context, cfg *config.Config) error {
 			return fmt.Errorf("read store: %w", err)
 		}
 		if len(all) > 0 {
+			s.log.Info("no --config: serving the instances already in the store",
+				"instances", len(all), "store", s.storeDesc())
 			return nil
 		}
 	}

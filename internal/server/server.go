@@ -28,6 +28,7 @@ import (
 	"github.com/imds/imds/internal/dataplane"
 	"github.com/imds/imds/internal/fleet"
 	"github.com/imds/imds/internal/identity"
+	"github.com/imds/imds/internal/ratelimit"
 	"github.com/imds/imds/internal/registry"
 	"github.com/imds/imds/internal/store"
 	"github.com/imds/imds/internal/store/boltstore"
@@ -74,6 +75,7 @@ type Server struct {
 	handler  *dataplane.Handler
 	admin    *controlplane.Handler
 	ops      *registry.OperatorCache
+	limit    *ratelimit.Limiter
 	metrics  *prometheus.Registry
 	settings fleet.Settings
 
@@ -148,6 +150,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		Clock:    o.Now,
 	})
 	s.metrics = prometheus.NewRegistry()
+	s.limit = ratelimit.New(cfg.RateLimit.RequestsPerSecond, cfg.RateLimit.Burst, o.Now)
 	s.handler = dataplane.New(s.syncer.Fleet(), ring, dataplane.Options{
 		Logger:    o.Logger.With("component", "dataplane"),
 		Now:       o.Now,
@@ -156,6 +159,8 @@ func New(ctx context.Context, o Options) (*Server, error) {
 
 		EmptyErrorBodies: cfg.ErrorBody == "empty",
 		Versions:         apiVersions(cfg),
+		RateLimit:        s.limit,
+		RateLimitStatus:  rateLimitStatus(cfg.RateLimit.Response),
 	})
 	if err := s.syncer.Sync(ctx); err != nil {
 		s.st.Close()
@@ -413,6 +418,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	g.Go(func() error { return s.syncer.Run(gctx) })
 	g.Go(func() error { return s.creds.Run(gctx) })
 	g.Go(func() error { return s.ops.Run(gctx) })
+	g.Go(func() error { return s.limit.Run(gctx, time.Minute) })
 	g.Go(func() error {
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -457,6 +463,18 @@ type slogWriter struct{ log *slog.Logger }
 func (w slogWriter) Write(p []byte) (int, error) {
 	w.log.Debug("http", "msg", string(p))
 	return len(p), nil
+}
+
+// rateLimitStatus is the data plane's status for a request over its rate
+// limit: 0 drops the connection.
+func rateLimitStatus(response string) int {
+	switch response {
+	case "503":
+		return http.StatusServiceUnavailable
+	case "drop":
+		return 0
+	}
+	return http.StatusTooManyRequests
 }
 
 // apiVersions is the configured version list with "latest" last, or nil for

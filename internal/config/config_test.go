@@ -117,6 +117,7 @@ func TestDemoIsValid(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(base))
 	f.Add([]byte(base + "    metadata-options: {http-put-response-hop-limit: 0}\n"))
+	f.Add([]byte(base + "rate-limit: {requests-per-second: 2.5, burst: 3, response: drop}\n"))
 	f.Add([]byte("instances:\n  - {instance-id: i-0a1b2c3d, tags: {a: b}, public-keys: {k: ssh-rsa x}}\nroles: {r: {static: {access-key-id: a, secret-access-key: b}}}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data)

@@ -224,6 +224,20 @@ func (c *Client) PutInstance(ctx context.Context, spec config.Instance, cond Con
 	return &out, status == http.StatusCreated, nil
 }
 
+// PutInstances registers instances or replaces their specs, all or none: if
+// one breaks a registry rule, none is written and the error names each.
+func (c *Client) PutInstances(ctx context.Context, specs []config.Instance) ([]controlplane.InstanceWritten, error) {
+	hdr, body, err := jsonBody(controlplane.InstanceBatch{Instances: specs})
+	if err != nil {
+		return nil, err
+	}
+	var out controlplane.InstanceBatchResult
+	if _, err := c.do(ctx, http.MethodPut, "/v1/instances", hdr, body, &out); err != nil {
+		return nil, err
+	}
+	return out.Instances, nil
+}
+
 // DeleteInstance removes an instance.
 func (c *Client) DeleteInstance(ctx context.Context, id string, cond Cond) error {
 	_, err := c.do(ctx, http.MethodDelete, "/v1/instances"+seg(id), cond.header(), nil, nil)
@@ -333,6 +347,28 @@ func (c *Client) RotateTokenKey(ctx context.Context) (*controlplane.TokenKeys, e
 		return nil, err
 	}
 	return &out, nil
+}
+
+// OperatorKeys lists the operator keys, without their secrets.
+func (c *Client) OperatorKeys(ctx context.Context) ([]controlplane.OperatorKey, error) {
+	var out controlplane.OperatorKeyList
+	_, err := c.do(ctx, http.MethodGet, "/v1/keys/operator", nil, nil, &out)
+	return out.Keys, err
+}
+
+// AddOperatorKey makes a new operator key. Its secret is in this answer only.
+func (c *Client) AddOperatorKey(ctx context.Context) (*controlplane.OperatorKey, error) {
+	var out controlplane.OperatorKey
+	if _, err := c.do(ctx, http.MethodPost, "/v1/keys/operator", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RevokeOperatorKey removes an operator key; every replica refuses it soon after.
+func (c *Client) RevokeOperatorKey(ctx context.Context, accessKeyID string) error {
+	_, err := c.do(ctx, http.MethodDelete, "/v1/keys/operator"+seg(accessKeyID), nil, nil, nil)
+	return err
 }
 
 // --- migration ---

@@ -1,6 +1,7 @@
 package adminclient
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net"
@@ -22,7 +23,7 @@ import (
 
 type operators map[string]string
 
-func (o operators) Secret(id string) (string, bool) { s, ok := o[id]; return s, ok }
+func (o operators) Secret(_ context.Context, id string) (string, bool) { s, ok := o[id]; return s, ok }
 
 var testCreds = Credentials{AccessKeyID: "IMDSTESTKEY", SecretAccessKey: "test-secret"}
 

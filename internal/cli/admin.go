@@ -311,6 +311,9 @@ type removal struct {
 	arg   string // its arguments in the usage line: "NAME"
 	short string
 	bare  bool // print "NAME removed", not "KIND NAME removed"
+	// verb replaces "rm" in the usage line and "removed" in the output
+	// ("revoke" prints "revoked").
+	verb string
 	// ifMatch gives the command --if-match, which takes one argument only.
 	ifMatch bool
 	del     func(c *adminclient.Client, ctx context.Context, name string, cond adminclient.Cond) error
@@ -320,9 +323,13 @@ type removal struct {
 // and stops at the first failure.
 func newAdminRmCmd(f *adminFlags, r removal) *cobra.Command {
 	var ifMatch int64
+	use, done, aliases := "rm", "removed", []string{"delete"}
+	if r.verb != "" {
+		use, done, aliases = r.verb, r.verb+"d", nil
+	}
 	cmd := &cobra.Command{
-		Use:     "rm " + r.arg + "...",
-		Aliases: []string{"delete"},
+		Use:     use + " " + r.arg + "...",
+		Aliases: aliases,
 		Short:   r.short,
 		Args:    usageArgs(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -338,9 +345,9 @@ func newAdminRmCmd(f *adminFlags, r removal) *cobra.Command {
 					return adminError(err, c, r.kind+" "+name)
 				}
 				if r.bare {
-					fmt.Fprintf(cmd.OutOrStdout(), "%s removed\n", name)
+					fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", name, done)
 				} else {
-					fmt.Fprintf(cmd.OutOrStdout(), "%s %s removed\n", r.kind, name)
+					fmt.Fprintf(cmd.OutOrStdout(), "%s %s %s\n", r.kind, name, done)
 				}
 			}
 			return nil

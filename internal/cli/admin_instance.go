@@ -31,7 +31,10 @@ func newInstancePutCmd(f *adminFlags) *cobra.Command {
 		Short: "Register instances or replace their specs",
 		Long: `Register an instance, or replace its spec, from a YAML file: one instance
 in the format of an entry of instances: in the configuration file, or a file
-with an instances: list. -f - reads standard input.
+with an instances: list. -f - reads standard input. The instances of a list
+are written all or none: if one breaks a rule (an address another instance
+holds, tokens its account defaults enforce), none is written and the error
+names each instance and rule.
 
 An instance's metadata options are resolved when it is registered; replacing
 its spec changes only the options the new spec sets differently.`,
@@ -54,12 +57,21 @@ its spec changes only the options the new spec sets differently.`,
 			if err != nil {
 				return err
 			}
-			for _, spec := range specs {
-				rec, created, err := c.PutInstance(cmd.Context(), spec, p.cond())
+			if len(specs) == 1 {
+				rec, created, err := c.PutInstance(cmd.Context(), specs[0], p.cond())
 				if err != nil {
-					return adminError(err, c, "instance "+spec.InstanceID)
+					return adminError(err, c, "instance "+specs[0].InstanceID)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s %s (revision %d)\n", rec.Spec.InstanceID, putVerb(created, "registered"), rec.Revision)
+				return nil
+			}
+			// Several instances go in one request: all or none.
+			written, err := c.PutInstances(cmd.Context(), specs)
+			for _, w := range written {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s (revision %d)\n", w.Spec.InstanceID, putVerb(w.Created, "registered"), w.Revision)
+			}
+			if err != nil {
+				return adminError(err, c, fmt.Sprintf("%d instances of %s", len(specs), p.file))
 			}
 			return nil
 		},

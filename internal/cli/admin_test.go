@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"net"
@@ -24,7 +25,7 @@ import (
 
 type operators map[string]string
 
-func (o operators) Secret(id string) (string, bool) { s, ok := o[id]; return s, ok }
+func (o operators) Secret(_ context.Context, id string) (string, bool) { s, ok := o[id]; return s, ok }
 
 // adminCLI runs imds commands against a control plane served by httptest.
 type adminCLI struct {
@@ -165,6 +166,10 @@ func TestInstanceCommands(t *testing.T) {
 			code: cli.ExitInvalid, stderr: []string{"metadata-options.http-tokens", "always"}},
 		{name: "an address another instance has", args: []string{"instance", "put", "-f", a.file("dup.yaml", "instance-id: i-0000000000000000e\naddresses: [10.0.0.1]\n")},
 			code: cli.ExitFailure, stderr: []string{"10.0.0.1", "i-0000000000000000a"}},
+		{name: "a list with a broken rule", args: []string{"instance", "put", "-f", a.file("dup-list.yaml",
+			"instances:\n- instance-id: i-0000000000000000e\n  addresses: [10.0.0.8]\n- instance-id: i-0000000000000000f\n  addresses: [10.0.0.1]\n")},
+			code: cli.ExitFailure, stderr: []string{"instance i-0000000000000000f", "one instance per address", "10.0.0.1 is already an address of i-0000000000000000a"},
+			not: []string{"i-0000000000000000e registered"}},
 		{name: "an unknown key", args: []string{"instance", "put", "-f", a.file("typo.yaml", "instance-id: i-0000000000000000e\nadresses: [10.0.0.9]\n")},
 			code: cli.ExitInvalid, stderr: []string{"line 2", "adresses"}},
 		{name: "a full configuration file", args: []string{"instance", "put", "-f", a.file("config.yaml", fleetYAML+"roles: {}\n")},
@@ -316,4 +321,37 @@ func TestAdminConnectionErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestOperatorKeyCommands(t *testing.T) {
+	a := newAdminCLI(t)
+	add := func() (id, secret string) {
+		t.Helper()
+		code, out, errOut := a.run("", "keys", "operator", "add")
+		if code != 0 || !strings.Contains(errOut, "shown once") {
+			t.Fatalf("keys operator add: %d %s", code, errOut)
+		}
+		for line := range strings.Lines(out) {
+			k, v, _ := strings.Cut(strings.TrimSpace(line), " = ")
+			switch k {
+			case "aws_access_key_id":
+				id = v
+			case "aws_secret_access_key":
+				secret = v
+			}
+		}
+		if id == "" || secret == "" {
+			t.Fatalf("keys operator add printed %q, want a credentials profile's two lines", out)
+		}
+		return id, secret
+	}
+	id1, secret1 := add()
+	id2, secret2 := add()
+	runCases(t, a, []cliCase{
+		{name: "ls", args: []string{"keys", "operator", "ls"}, stdout: []string{"ACCESS KEY ID", id1, id2}, not: []string{secret1, secret2}},
+		{name: "ls json", args: []string{"keys", "operator", "ls", "-o", "json"}, stdout: []string{`"access-key-id": "` + id1 + `"`}, not: []string{secret1, secret2, "secret"}},
+		{name: "revoke", args: []string{"keys", "operator", "revoke", id1}, stdout: []string{"operator key " + id1 + " revoked"}},
+		{name: "revoke again", args: []string{"keys", "operator", "revoke", id1}, code: cli.ExitFailure, stderr: []string{"does not exist"}},
+		{name: "revoke the last", args: []string{"keys", "operator", "revoke", id2}, code: cli.ExitFailure, stderr: []string{"the last one"}},
+	})
 }

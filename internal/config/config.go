@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"os"
 	"regexp"
@@ -47,8 +48,11 @@ type Config struct {
 	// APIVersions replaces the API versions listed at "/" and accepted as
 	// path prefixes (the current list on EC2 is not published); "latest" is
 	// always added last.
-	APIVersions []string   `yaml:"api-versions" json:"api-versions,omitempty"`
-	Instances   []Instance `yaml:"instances" json:"instances,omitempty"`
+	APIVersions []string `yaml:"api-versions" json:"api-versions,omitempty"`
+	// RateLimit throttles each instance's requests, as EC2 does; unset
+	// serves without a limit.
+	RateLimit RateLimit  `yaml:"rate-limit" json:"rate-limit,omitzero"`
+	Instances []Instance `yaml:"instances" json:"instances,omitempty"`
 	// IdentityCredentials is the source of the instance identity credentials
 	// (identity-credentials/ec2/security-credentials/ec2-instance); unset
 	// leaves them out.
@@ -125,6 +129,20 @@ func (v *validator) migration(m Migration) {
 			v.add(n.key, fmt.Sprint(n.val), "want 1 to 100000 (0 or unset: the default)")
 		}
 	}
+}
+
+// RateLimit is the data plane's per-instance request limit.
+type RateLimit struct {
+	// RequestsPerSecond is each instance's steady rate; 0 is no limit.
+	RequestsPerSecond float64 `yaml:"requests-per-second" json:"requests-per-second,omitempty"`
+	// Burst is how many requests an idle instance may make at once; default
+	// the rate rounded up, at least 1.
+	Burst int `yaml:"burst" json:"burst,omitempty"`
+	// Response is what a request over the limit gets: "429" (Too Many
+	// Requests, what clients have reported from EC2), "503" (what AWS's
+	// documentation names) or "drop" (the connection is closed without an
+	// answer, as when EC2 drops packets over its rate).
+	Response string `yaml:"response" json:"response,omitempty"`
 }
 
 // Instance is one instance as the operator describes it. Unset fields are
@@ -394,6 +412,22 @@ func (c *Config) Validate() error {
 		v.add("error-body", c.ErrorBody, "want page or empty")
 	}
 	v.migration(c.Migration)
+	rl := &c.RateLimit
+	switch {
+	case math.IsNaN(rl.RequestsPerSecond) || rl.RequestsPerSecond < 0:
+		v.add("rate-limit.requests-per-second", fmt.Sprint(rl.RequestsPerSecond), "want 0 (no limit) or more")
+	case rl.Burst < 0:
+		v.add("rate-limit.burst", strconv.Itoa(rl.Burst), "want 0 (the rate) or more")
+	case rl.Burst == 0 && rl.RequestsPerSecond > 0:
+		rl.Burst = max(1, int(math.Ceil(rl.RequestsPerSecond)))
+	}
+	switch rl.Response {
+	case "":
+		rl.Response = "429"
+	case "429", "503", "drop":
+	default:
+		v.add("rate-limit.response", rl.Response, "want 429, 503 or drop")
+	}
 	for i, ver := range c.APIVersions {
 		if ver == "latest" || !apiVersionRe.MatchString(ver) {
 			v.add(fmt.Sprintf("api-versions[%d]", i), ver, "want a date such as 2021-03-23 or 1.0 (latest is always served)")

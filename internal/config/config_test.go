@@ -35,6 +35,12 @@ func TestInvalid(t *testing.T) {
 		name, yaml string
 		want       []string // each must appear in the error
 	}{
+		{"negative rate", base + "rate-limit: {requests-per-second: -1}\n",
+			[]string{"line 4", "rate-limit.requests-per-second", `"-1"`, "want 0 (no limit) or more"}},
+		{"negative burst", base + "rate-limit:\n  requests-per-second: 10\n  burst: -2\n",
+			[]string{"line 6", "rate-limit.burst", `"-2"`}},
+		{"rate limit response", base + "rate-limit: {requests-per-second: 10, response: 418}\n",
+			[]string{"rate-limit.response", `"418"`, "want 429, 503 or drop"}},
 		{"hop limit 0", base + "    metadata-options: {http-put-response-hop-limit: 0}\n",
 			[]string{"line 4", "instances[0].metadata-options.http-put-response-hop-limit", `"0"`, "want 1 to 64"}},
 		{"hop limit 65", base + "    metadata-options:\n      http-put-response-hop-limit: 65\n",
@@ -117,6 +123,7 @@ func TestDemoIsValid(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(base))
 	f.Add([]byte(base + "    metadata-options: {http-put-response-hop-limit: 0}\n"))
+	f.Add([]byte(base + "rate-limit: {requests-per-second: 2.5, burst: 3, response: drop}\n"))
 	f.Add([]byte("instances:\n  - {instance-id: i-0a1b2c3d, tags: {a: b}, public-keys: {k: ssh-rsa x}}\nroles: {r: {static: {access-key-id: a, secret-access-key: b}}}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data)
@@ -148,5 +155,15 @@ func TestOrderedMapJSON(t *testing.T) {
 	}
 	if err := out.UnmarshalJSON([]byte(`{"a": 1}`)); err == nil {
 		t.Error("a number value was accepted")
+	}
+}
+
+func TestRateLimitDefaults(t *testing.T) {
+	c, err := Parse([]byte(base + "rate-limit: {requests-per-second: 2.5}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.RateLimit; got.Burst != 3 || got.Response != "429" {
+		t.Errorf("rate-limit %+v, want burst 3 (the rate rounded up) and response 429", got)
 	}
 }

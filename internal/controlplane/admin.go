@@ -17,6 +17,7 @@ import (
 // adminRoutes registers the JSON admin API.
 func (h *Handler) adminRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /v1/instances", h.adminAPI(h.listInstances))
+	mux.Handle("PUT /v1/instances", h.adminAPI(h.putInstances))
 	mux.Handle("GET /v1/instances/{id}", h.adminAPI(h.getInstance))
 	mux.Handle("PUT /v1/instances/{id}", h.adminAPI(h.putInstance))
 	mux.Handle("DELETE /v1/instances/{id}", h.adminAPI(h.deleteInstance))
@@ -40,6 +41,9 @@ func (h *Handler) adminRoutes(mux *http.ServeMux) {
 	if h.o.UI != nil {
 		h.uiRoutes(mux)
 	}
+	mux.Handle("GET /v1/keys/operator", h.adminAPI(h.listOperatorKeys))
+	mux.Handle("POST /v1/keys/operator", h.adminAPI(h.addOperatorKey))
+	mux.Handle("DELETE /v1/keys/operator/{id}", h.adminAPI(h.revokeOperatorKey))
 
 	mux.Handle("/v1/", h.adminAPI(func(w http.ResponseWriter, r *http.Request) error {
 		return adminNoRoute(mux, w, r)
@@ -139,6 +143,33 @@ func (h *Handler) putInstance(w http.ResponseWriter, r *http.Request) error {
 		status = http.StatusCreated
 	}
 	writeAdminJSON(w, status, instanceRecord(in))
+	return nil
+}
+
+// putInstances registers instances or replaces their specs, all or none:
+// every spec is checked against the registry's rules and the current state
+// first, and nothing is written if one breaks a rule.
+func (h *Handler) putInstances(w http.ResponseWriter, r *http.Request) error {
+	if err := refuseAdminConditional(r); err != nil {
+		return err
+	}
+	var body InstanceBatch
+	if err := decodeAdminBody(r, &body); err != nil {
+		return err
+	}
+	if len(body.Instances) == 0 {
+		return badParam("instances: the list is empty")
+	}
+	res, err := h.o.Registry.PutInstances(r.Context(), body.Instances)
+	out := InstanceBatchResult{Instances: make([]InstanceWritten, len(res))}
+	for i, p := range res {
+		out.Instances[i] = InstanceWritten{instanceRecord(p.Instance), p.Created}
+		h.adminAudit(r, "instance put", "instance", p.Instance.Spec.InstanceID, "revision", p.Instance.Revision, "created", p.Created)
+	}
+	if err != nil {
+		return err
+	}
+	writeAdminJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -391,5 +422,52 @@ func (h *Handler) rotateTokenKey(w http.ResponseWriter, r *http.Request) error {
 	}
 	h.adminAudit(r, "token key rotated", "signing", out.Signing)
 	writeAdminJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// --- operator keys ---
+
+func (h *Handler) listOperatorKeys(w http.ResponseWriter, r *http.Request) error {
+	ops, err := h.o.Registry.Operators(r.Context())
+	if err != nil {
+		return err
+	}
+	out := OperatorKeyList{Keys: make([]OperatorKey, len(ops))}
+	for i, op := range ops {
+		out.Keys[i] = OperatorKey{AccessKeyID: op.AccessKeyID, Created: op.Created}
+	}
+	writeAdminJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// addOperatorKey makes a new operator key; its secret is in this answer only.
+func (h *Handler) addOperatorKey(w http.ResponseWriter, r *http.Request) error {
+	if err := refuseAdminConditional(r); err != nil {
+		return err
+	}
+	op, err := h.o.Registry.AddOperator(r.Context())
+	if err != nil {
+		return err
+	}
+	h.adminAudit(r, "operator key added", "access_key_id", op.AccessKeyID)
+	writeAdminJSON(w, http.StatusCreated, OperatorKey{AccessKeyID: op.AccessKeyID, SecretAccessKey: op.SecretAccessKey, Created: op.Created})
+	return nil
+}
+
+// revokeOperatorKey removes an operator key. This replica refuses it from the
+// answer on; the others when their watch brings the change.
+func (h *Handler) revokeOperatorKey(w http.ResponseWriter, r *http.Request) error {
+	if err := refuseAdminConditional(r); err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if err := h.o.Registry.RevokeOperator(r.Context(), id); err != nil {
+		return err
+	}
+	if f, ok := h.o.Operators.(forgetter); ok {
+		f.Forget(id)
+	}
+	h.adminAudit(r, "operator key revoked", "access_key_id", id)
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -13,7 +14,7 @@ import (
 // adminTestOperators is a fixed set of operator keys.
 type adminTestOperators map[string]string
 
-func (o adminTestOperators) Secret(id string) (string, bool) {
+func (o adminTestOperators) Secret(_ context.Context, id string) (string, bool) {
 	s, ok := o[id]
 	return s, ok
 }

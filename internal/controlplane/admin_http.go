@@ -60,12 +60,19 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		inv *registry.InvalidError
 		mb  *http.MaxBytesError
 		mr  *migration.RequestError
+		re  *registry.RuleError
 	)
 	d := ErrorDetail{Code: CodeInternalError, Message: "internal error"}
 	status := http.StatusInternalServerError
 	switch {
 	case errors.As(err, &ae):
 		status, d = ae.status, ErrorDetail{ae.code, ae.message}
+	case errors.As(err, &re):
+		// Every broken rule, each naming its instance.
+		status, d = http.StatusBadRequest, ErrorDetail{CodeInvalidParameter, err.Error()}
+		if errors.Is(err, registry.ErrConflict) {
+			status, d.Code = http.StatusConflict, CodeConflict
+		}
 	case errors.As(err, &nf):
 		status, d = http.StatusNotFound, ErrorDetail{CodeNotFound, nf.Error()}
 	case errors.Is(err, migration.ErrUnknownInstance):

@@ -479,7 +479,7 @@ func TestNoRoute(t *testing.T) {
 	}{
 		{"GET", "/v1/nothing", 404, ""},
 		{"GET", "/v1/instances/", 404, ""},
-		{"POST", "/v1/instances", 405, "GET"},
+		{"POST", "/v1/instances", 405, "GET, PUT"},
 		{"PATCH", "/v1/instances/i-0000000000000000a", 405, "GET, PUT, DELETE"},
 		{"GET", "/v1/keys/token/rotate", 405, "POST"},
 	} {

@@ -38,6 +38,24 @@ type InstanceRecord struct {
 	Revision   int64 `json:"revision"`
 }
 
+// InstanceBatch is the body of PUT /v1/instances: instances to register or
+// whose specs to replace, all or none.
+type InstanceBatch struct {
+	Instances []config.Instance `json:"instances" yaml:"instances"`
+}
+
+// InstanceWritten is one instance of the answer to PUT /v1/instances.
+type InstanceWritten struct {
+	InstanceRecord
+	Created bool `json:"created"`
+}
+
+// InstanceBatchResult is the answer of PUT /v1/instances, in the order the
+// instances were written.
+type InstanceBatchResult struct {
+	Instances []InstanceWritten `json:"instances"`
+}
+
 // RoleRecord is a role as GET /v1/roles and /v1/roles/{name} return it: its
 // source in the configuration file's format, with secret keys left out.
 type RoleRecord struct {
@@ -86,6 +104,19 @@ type TokenKeyInfo struct {
 type TokenKeys struct {
 	Signing uint16         `json:"signing"`
 	Keys    []TokenKeyInfo `json:"keys"`
+}
+
+// OperatorKey is an operator access key. SecretAccessKey is set only in the
+// answer to POST /v1/keys/operator, which made it: it is never shown again.
+type OperatorKey struct {
+	AccessKeyID     string    `json:"access-key-id"`
+	SecretAccessKey string    `json:"secret-access-key,omitempty"`
+	Created         time.Time `json:"created,omitzero"`
+}
+
+// OperatorKeyList is the answer of GET /v1/keys/operator, sorted by id.
+type OperatorKeyList struct {
+	Keys []OperatorKey `json:"keys"`
 }
 
 // Event types of POST /v1/instances/{id}/events.

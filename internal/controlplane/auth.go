@@ -188,7 +188,7 @@ func (h *Handler) verify(r *http.Request, body []byte) (Caller, *authError) {
 	if h.o.Operators == nil {
 		return Caller{}, authFailure("no operator keys are configured")
 	}
-	secret, ok := h.o.Operators.Secret(a.accessKeyID)
+	secret, ok := h.o.Operators.Secret(r.Context(), a.accessKeyID)
 	if !ok {
 		return Caller{}, authFailure("unknown access key " + a.accessKeyID)
 	}

@@ -9,6 +9,7 @@
 package controlplane
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"time"
@@ -20,9 +21,15 @@ import (
 
 // Operators looks up the secret of an operator access key.
 type Operators interface {
-	// Secret returns the secret access key of accessKeyID, false if unknown.
-	Secret(accessKeyID string) (string, bool)
+	// Secret returns the secret access key of accessKeyID, false if unknown
+	// or if it cannot be found out in time. It must not let one caller's
+	// slow lookup delay the others'.
+	Secret(ctx context.Context, accessKeyID string) (string, bool)
 }
+
+// forgetter is implemented by an Operators that caches: a key revoked
+// through this handler is dropped at once, before the store's watch says so.
+type forgetter interface{ Forget(accessKeyID string) }
 
 // Readiness reports whether the server can serve current data, and why not.
 type Readiness func() (ready bool, reasons []string)

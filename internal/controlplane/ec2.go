@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/imds/imds/internal/registry"
 )
@@ -146,9 +147,9 @@ func writeEC2Error(w http.ResponseWriter, status int, code, msg string, requestI
 	if len(requestID) > 0 {
 		id = requestID[0]
 	}
-	body := xml.Header + "<Response><Errors><Error><Code>" + xmlText.Replace(code) +
-		"</Code><Message>" + xmlText.Replace(msg) +
-		"</Message></Error></Errors><RequestID>" + xmlText.Replace(id) + "</RequestID></Response>"
+	body := xml.Header + "<Response><Errors><Error><Code>" + xmlEscape(code) +
+		"</Code><Message>" + xmlEscape(msg) +
+		"</Message></Error></Errors><RequestID>" + xmlEscape(id) + "</RequestID></Response>"
 	w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
 	w.WriteHeader(status)
 	w.Write([]byte(body))
@@ -156,6 +157,29 @@ func writeEC2Error(w http.ResponseWriter, status int, code, msg string, requestI
 
 // xmlText escapes character data as EC2 does, leaving quotes as they are.
 var xmlText = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
+// xmlEscape escapes s as character data. A character XML cannot carry (a
+// control character a caller put in a parameter that a message echoes,
+// invalid UTF-8) becomes U+FFFD, as encoding/xml does, so the document
+// stays well-formed.
+func xmlEscape(s string) string {
+	s = xmlText.Replace(s)
+	if utf8.ValidString(s) && !strings.ContainsFunc(s, notXMLChar) {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if notXMLChar(r) {
+			return utf8.RuneError
+		}
+		return r
+	}, s)
+}
+
+// notXMLChar reports whether r is outside XML 1.0's Char production.
+func notXMLChar(r rune) bool {
+	return !(r == '\t' || r == '\n' || r == '\r' ||
+		r >= 0x20 && r <= 0xD7FF || r >= 0xE000 && r <= 0xFFFD || r >= 0x10000 && r <= utf8.MaxRune)
+}
 
 // writeAuthJSON writes the admin API's error shape for a refused request.
 func writeAuthJSON(w http.ResponseWriter, status int, code, msg string) {

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -40,7 +41,10 @@ func updateGolden() bool {
 // testOperators is an in-memory Operators.
 type testOperators map[string]string
 
-func (o testOperators) Secret(id string) (string, bool) { s, ok := o[id]; return s, ok }
+func (o testOperators) Secret(_ context.Context, id string) (string, bool) {
+	s, ok := o[id]
+	return s, ok
+}
 
 const (
 	testKeyID  = "IMDSTESTOPERATOR0001"
@@ -51,7 +55,7 @@ const (
 var testNow = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 
 type ec2Fixture struct {
-	t    *testing.T
+	t    testing.TB
 	h    *Handler
 	reg  *registry.Registry
 	now  time.Time
@@ -60,7 +64,7 @@ type ec2Fixture struct {
 
 // newEC2Fixture serves a control plane over a fresh bolt store with three
 // instances; clock nil means a fixed time.
-func newEC2Fixture(t *testing.T, clock func() time.Time) *ec2Fixture {
+func newEC2Fixture(t testing.TB, clock func() time.Time) *ec2Fixture {
 	t.Helper()
 	st, err := boltstore.Open(filepath.Join(t.TempDir(), "imds.db"), time.Second)
 	if err != nil {

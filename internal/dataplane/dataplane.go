@@ -19,6 +19,7 @@ import (
 	"github.com/imds/imds/internal/fleet"
 	"github.com/imds/imds/internal/identity"
 	"github.com/imds/imds/internal/metadata"
+	"github.com/imds/imds/internal/ratelimit"
 	"github.com/imds/imds/internal/token"
 )
 
@@ -43,6 +44,8 @@ type Handler struct {
 	versions    map[string]bool
 	versionLs   []byte
 	versionLen  []string
+	limit       *ratelimit.Limiter
+	limitCode   int // 429 or 503; 0 drops the connection
 }
 
 // Options configure a Handler.
@@ -65,11 +68,17 @@ type Options struct {
 	// EmptyErrorBodies answers 400 and 401 with an empty body rather than
 	// EC2's XHTML error page (what real IMDS sends there is not known).
 	EmptyErrorBodies bool
+	// RateLimit, when set, throttles each instance's requests (nil: no
+	// limit); a request over it gets RateLimitStatus with an empty body, or
+	// with 0 its connection is closed without an answer.
+	RateLimit       *ratelimit.Limiter
+	RateLimitStatus int
 }
 
 // New returns the data-plane handler for f, verifying tokens with ring.
 func New(f *fleet.Fleet, ring *token.Ring, o Options) *Handler {
-	h := &Handler{fleet: f, log: o.Logger, now: o.Now, keepAlive: o.KeepAlive, metrics: o.Metrics, observer: o.Observer, versions: map[string]bool{}}
+	h := &Handler{fleet: f, log: o.Logger, now: o.Now, keepAlive: o.KeepAlive, metrics: o.Metrics, observer: o.Observer, versions: map[string]bool{},
+		limit: o.RateLimit, limitCode: o.RateLimitStatus}
 	if o.EmptyErrorBodies {
 		h.emptyErrors = true
 	}
@@ -103,6 +112,10 @@ type connKey struct{}
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	return context.WithValue(ctx, connKey{}, c)
 }
+
+// refusedLogAddrs is how many of the fleet's addresses a refused caller's
+// log line lists.
+const refusedLogAddrs = 8
 
 // Shared header values; net/http never modifies them.
 var (
@@ -194,8 +207,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *Outcome) (rou
 	snap := h.fleet.Load()
 	e, via, err := identity.Resolve(snap, r, src.Addr().Unmap())
 	if err != nil {
-		h.log.Warn("refused caller", "remote", src.Addr().Unmap().String(), "reason", err)
+		known, total := snap.SomeAddrs(refusedLogAddrs)
+		h.log.Warn("refused caller", "remote", src.Addr().Unmap().String(), "reason", err,
+			"fleet_instances", snap.Len(), "fleet_addresses", total, "known_addresses", known)
 		return route, h.writeError(w, http.StatusForbidden), version
+	}
+	if !h.limit.Allow(e.Instance.ID) {
+		return route, h.throttled(w), version
 	}
 	opts := &e.Instance.Options
 	if h.observer != nil {

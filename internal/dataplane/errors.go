@@ -122,3 +122,14 @@ func drop(w http.ResponseWriter) {
 	}
 	writeEmpty(w, http.StatusForbidden)
 }
+
+// throttled answers a request over its instance's rate limit: the configured
+// status with an empty body (what EC2 sends with it is not known), or no
+// answer at all.
+func (h *Handler) throttled(w http.ResponseWriter) int {
+	if h.limitCode == 0 {
+		drop(w)
+		return 0
+	}
+	return writeEmpty(w, h.limitCode)
+}

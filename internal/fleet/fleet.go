@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -80,6 +81,20 @@ func (s *Snapshot) RelayAt(a netip.Addr) *Relay { return s.relays[a.Unmap()] }
 
 // Default returns the instance that serves callers matching no address, or nil.
 func (s *Snapshot) Default() *Entry { return s.def }
+
+// SomeAddrs returns up to n of the addresses the fleet serves, sorted, and
+// how many there are in all: enough to tell, in a log line, which network
+// the fleet expects callers from.
+func (s *Snapshot) SomeAddrs(n int) (addrs []string, total int) {
+	for a := range s.byAddr {
+		if len(addrs) == n {
+			break
+		}
+		addrs = append(addrs, a.String())
+	}
+	slices.Sort(addrs)
+	return addrs, len(s.byAddr)
+}
 
 // Len is the number of instances.
 func (s *Snapshot) Len() int { return len(s.byID) }

@@ -47,6 +47,7 @@ type Syncer struct {
 	roleSpecs map[string]*config.Role
 	rev       int64
 	published chan struct{} // closed and replaced at every publish
+	pubRev    int64         // the store revision the published snapshot reflects
 
 	synced   atomic.Bool
 	lastErr  atomic.Pointer[string]
@@ -98,15 +99,14 @@ func (s *Syncer) Fleet() *Fleet { return s.fleet }
 
 // Sync lists the whole store and publishes a snapshot of it.
 func (s *Syncer) Sync(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, registry.DefaultTimeout*2)
-	defer cancel()
-	items, rev, err := s.st.List(ctx, "")
+	lctx, cancel := context.WithTimeout(ctx, registry.DefaultTimeout*2)
+	items, rev, err := s.st.List(lctx, "")
+	cancel()
 	if err != nil {
 		s.fail(fmt.Errorf("list store: %w", err))
 		return err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	seen := map[string]bool{}
 	relays := map[string]bool{}
 	roles := map[string]*config.Role{}
@@ -151,7 +151,8 @@ func (s *Syncer) Sync(ctx context.Context) error {
 		}
 	}
 	s.rev = rev
-	s.publish()
+	s.mu.Unlock()
+	s.publish(ctx)
 	return nil
 }
 
@@ -160,7 +161,7 @@ func (s *Syncer) Sync(ctx context.Context) error {
 func (s *Syncer) WaitRevision(ctx context.Context, rev int64) error {
 	for {
 		s.mu.Lock()
-		cur, ch := s.rev, s.published
+		cur, ch := s.pubRev, s.published
 		s.mu.Unlock()
 		if cur >= rev {
 			return nil
@@ -209,18 +210,26 @@ func (s *Syncer) applyTokens(it store.Item) {
 	}
 }
 
-func (s *Syncer) publish() {
+// publish swaps in a snapshot of the builder. It is called without s.mu:
+// waiting for credentials never holds the lock that applying changes takes,
+// so a slow credential source delays only the publication of the instances
+// that need it. The snapshot is taken after the wait, under s.mu, so a later
+// publication always reflects at least as much as an earlier one.
+func (s *Syncer) publish(ctx context.Context) {
 	if s.roles != nil {
 		// New instances get their credentials before they are served.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(ctx, credentialsWait)
 		if err := s.roles.WaitFetched(ctx); err != nil {
 			s.log.Warn("credentials not fetched yet; their roles answer the error form until a retry works", "err", err)
 		}
 		cancel()
 	}
+	s.mu.Lock()
 	s.fleet.Swap(s.builder.Snapshot(s.settings))
+	s.pubRev = s.rev
 	close(s.published)
 	s.published = make(chan struct{})
+	s.mu.Unlock()
 	s.changes.Add(1)
 	s.lastSync.Store(s.clock().UnixNano())
 	s.synced.Store(true)
@@ -233,9 +242,16 @@ func (s *Syncer) fail(err error) {
 	s.synced.Store(false)
 }
 
-// Run follows the store until ctx ends. Call Sync first.
+// credentialsWait bounds how long a publication waits for the first
+// credentials of new instances.
+const credentialsWait = 10 * time.Second
+
+// Run follows the store until ctx ends. Call Sync first. Every goroutine it
+// starts has ended when it returns.
 func (s *Syncer) Run(ctx context.Context) error {
-	go s.probe(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { s.probe(ctx) })
 	backoff := time.Second
 	for {
 		s.mu.Lock()
@@ -322,8 +338,8 @@ func (s *Syncer) follow(ctx context.Context, ch <-chan store.Event) {
 				break drain
 			}
 		}
-		s.publish()
 		s.mu.Unlock()
+		s.publish(ctx)
 		if !ok {
 			return
 		}

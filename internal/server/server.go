@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/imds/imds/internal/fleet"
 	"github.com/imds/imds/internal/identity"
 	"github.com/imds/imds/internal/migration"
+	"github.com/imds/imds/internal/ratelimit"
 	"github.com/imds/imds/internal/registry"
 	"github.com/imds/imds/internal/store"
 	"github.com/imds/imds/internal/store/boltstore"
@@ -87,6 +89,8 @@ type Server struct {
 	admin    *controlplane.Handler
 	recorder *migration.Recorder
 	audit    *migration.AuditLog
+	ops      *registry.OperatorCache
+	limit    *ratelimit.Limiter
 	metrics  *prometheus.Registry
 	settings fleet.Settings
 
@@ -165,6 +169,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		s.st.Close()
 		return nil, err
 	}
+	s.limit = ratelimit.New(cfg.RateLimit.RequestsPerSecond, cfg.RateLimit.Burst, o.Now)
 	s.handler = dataplane.New(s.syncer.Fleet(), ring, dataplane.Options{
 		Logger:    o.Logger.With("component", "dataplane"),
 		Now:       o.Now,
@@ -174,6 +179,8 @@ func New(ctx context.Context, o Options) (*Server, error) {
 
 		EmptyErrorBodies: cfg.ErrorBody == "empty",
 		Versions:         apiVersions(cfg),
+		RateLimit:        s.limit,
+		RateLimitStatus:  rateLimitStatus(cfg.RateLimit.Response),
 	})
 	if err := s.syncer.Sync(ctx); err != nil {
 		s.st.Close()
@@ -181,9 +188,17 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	s.registerMetrics()
 	mig := migration.NewService(s.recorder, registryFleet{s.reg})
+	s.ops = registry.NewOperatorCache(s.reg, registry.OperatorCacheOptions{
+		Now:    o.Now,
+		Logger: o.Logger,
+	})
+	if _, err := s.ops.Load(ctx); err != nil {
+		s.st.Close()
+		return nil, err
+	}
 	s.admin = controlplane.New(controlplane.Options{
 		Registry:  s.reg,
-		Operators: registry.NewOperatorCache(s.reg),
+		Operators: s.ops,
 		Ready:     s.ready,
 		Gatherer:  s.metrics,
 		Migration: mig,
@@ -228,6 +243,18 @@ func (s *Server) openStore(ctx context.Context) error {
 	return nil
 }
 
+// storeDesc says where the store is, for the log.
+func (s *Server) storeDesc() string {
+	if s.opts.Store == "etcd" {
+		prefix := s.opts.Etcd.Prefix
+		if prefix == "" {
+			prefix = etcdstore.DefaultPrefix
+		}
+		return fmt.Sprintf("etcd %s, prefix %s", strings.Join(s.opts.Etcd.Endpoints, ","), prefix)
+	}
+	return "bolt " + filepath.Join(s.opts.DataDir, "imds.db")
+}
+
 func (s *Server) loadConfig() (*config.Config, error) {
 	if s.opts.Config != nil {
 		return s.opts.Config, s.opts.Config.Validate()
@@ -247,6 +274,8 @@ func (s *Server) seed(ctx context.Context, cfg *config.Config) error {
 			return fmt.Errorf("read store: %w", err)
 		}
 		if len(all) > 0 {
+			s.log.Info("no --config: serving the instances already in the store",
+				"instances", len(all), "store", s.storeDesc())
 			return nil
 		}
 	}
@@ -433,6 +462,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.audit != nil {
 		g.Go(func() error { return s.audit.Run(gctx) })
 	}
+	g.Go(func() error { return s.ops.Run(gctx) })
+	g.Go(func() error { return s.limit.Run(gctx, time.Minute) })
 	g.Go(func() error {
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -477,6 +508,18 @@ type slogWriter struct{ log *slog.Logger }
 func (w slogWriter) Write(p []byte) (int, error) {
 	w.log.Debug("http", "msg", string(p))
 	return len(p), nil
+}
+
+// rateLimitStatus is the data plane's status for a request over its rate
+// limit: 0 drops the connection.
+func rateLimitStatus(response string) int {
+	switch response {
+	case "503":
+		return http.StatusServiceUnavailable
+	case "drop":
+		return 0
+	}
+	return http.StatusTooManyRequests
 }
 
 // apiVersions is the configured version list with "latest" last, or nil for

@@ -1,9 +1,14 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -81,5 +86,49 @@ func TestMetricNames(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+}
+
+// TestStartWithoutConfigOnAFleet: a server started without --config on a
+// store that holds a fleet says so, and a caller it refuses is logged with
+// the addresses the fleet knows.
+func TestStartWithoutConfigOnAFleet(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "fleet.yaml")
+	if err := os.WriteFile(cfg, []byte(`instances:
+- instance-id: i-0000000000000000a
+  addresses: [10.0.0.1]
+- instance-id: i-0000000000000000b
+  addresses: [10.0.0.2]
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(t.Context(), Options{DataDir: dir, ConfigPath: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	var logs bytes.Buffer
+	s, err = New(t.Context(), Options{DataDir: dir, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	want := `msg="no --config: serving the instances already in the store" component=server instances=2 store="bolt ` + filepath.Join(dir, "imds.db") + `"`
+	if !strings.Contains(logs.String(), want) {
+		t.Errorf("log does not contain %s:\n%s", want, logs.String())
+	}
+
+	req := httptest.NewRequest("GET", "/latest/meta-data/instance-id", nil)
+	req.RemoteAddr = "192.0.2.9:40000"
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusForbidden {
+		t.Fatalf("unknown caller: status %d, want 403", rec.Code)
+	}
+	want = `msg="refused caller" component=dataplane remote=192.0.2.9 reason="identity: unknown caller" fleet_instances=2 fleet_addresses=2 known_addresses="[10.0.0.1 10.0.0.2]"`
+	if !strings.Contains(logs.String(), want) {
+		t.Errorf("log does not contain %s:\n%s", want, logs.String())
 	}
 }

@@ -98,7 +98,9 @@ type Instance struct {
 	Spot               *SpotAction        `yaml:"spot" json:"spot,omitempty"`
 	Rebalance          string             `yaml:"rebalance-notice-time" json:"rebalance-notice-time,omitempty"`
 	Events             []MaintenanceEvent `yaml:"maintenance-events" json:"maintenance-events,omitempty"`
-	MetadataOptions    MetadataOptions    `yaml:"metadata-options" json:"metadata-options,omitempty"`
+	// TargetLifecycleState is served at autoscaling/target-lifecycle-state.
+	TargetLifecycleState string          `yaml:"target-lifecycle-state" json:"target-lifecycle-state,omitempty"`
+	MetadataOptions      MetadataOptions `yaml:"metadata-options" json:"metadata-options,omitempty"`
 }
 
 // MetadataOptions are EC2's instance metadata options, with the AWS CLI's
@@ -118,6 +120,20 @@ type SpotAction struct {
 	Time   string `yaml:"time" json:"time,omitempty"`     // RFC 3339
 }
 
+// LifecycleStates are the values of autoscaling/target-lifecycle-state.
+var LifecycleStates = []string{
+	"InService", "Standby", "Detached", "Terminated",
+	"Warmed:Stopped", "Warmed:Running", "Warmed:Hibernated", "Warmed:Terminated",
+}
+
+// ValidateLifecycleState checks an Auto Scaling target lifecycle state.
+func ValidateLifecycleState(s string) error {
+	if !slices.Contains(LifecycleStates, s) {
+		return fmt.Errorf("want one of %s", strings.Join(LifecycleStates, ", "))
+	}
+	return nil
+}
+
 // MaintenanceEvent is one scheduled event, served in events/maintenance/.
 type MaintenanceEvent struct {
 	Code        string `yaml:"code" json:"code,omitempty"`
@@ -125,7 +141,10 @@ type MaintenanceEvent struct {
 	EventID     string `yaml:"event-id" json:"event-id,omitempty"`
 	NotBefore   string `yaml:"not-before" json:"not-before,omitempty"` // RFC 3339
 	NotAfter    string `yaml:"not-after" json:"not-after,omitempty"`   // RFC 3339
-	State       string `yaml:"state" json:"state,omitempty"`           // active | canceled | completed
+	// NotBeforeDeadline is the latest start ModifyInstanceEventStartTime
+	// accepts (RFC 3339); default not-before plus 21 days.
+	NotBeforeDeadline string `yaml:"not-before-deadline" json:"not-before-deadline,omitempty"`
+	State             string `yaml:"state" json:"state,omitempty"` // active | canceled | completed
 }
 
 // OrderedMap is a YAML mapping of strings that keeps the file's order.
@@ -550,6 +569,11 @@ func (v *validator) instance(p string, in *Instance) {
 		v.timestamp(p+".spot.time", s.Time)
 	}
 	v.timestamp(p+".rebalance-notice-time", in.Rebalance)
+	if in.TargetLifecycleState != "" {
+		if err := ValidateLifecycleState(in.TargetLifecycleState); err != nil {
+			v.add(p+".target-lifecycle-state", in.TargetLifecycleState, err.Error())
+		}
+	}
 	v.timestamp(p+".launch-time", in.LaunchTime)
 	for j, e := range in.Events {
 		ep := fmt.Sprintf("%s.maintenance-events[%d]", p, j)
@@ -560,6 +584,7 @@ func (v *validator) instance(p string, in *Instance) {
 		v.oneOf(ep+".state", e.State, "active", "canceled", "completed")
 		v.timestamp(ep+".not-before", e.NotBefore)
 		v.timestamp(ep+".not-after", e.NotAfter)
+		v.timestamp(ep+".not-before-deadline", e.NotBeforeDeadline)
 		if e.NotBefore == "" {
 			v.add(ep+".not-before", "", "required")
 		}

@@ -66,6 +66,8 @@ type Instance struct {
 	Spot                       *Spot
 	RebalanceNotice            time.Time
 	Events                     []Event
+	TargetLifecycleState       string // autoscaling/target-lifecycle-state; "" for none
+	State                      State
 	Options                    Options
 	Addresses                  []netip.Addr
 }
@@ -131,7 +133,7 @@ func (in *Instance) Derive() {
 			e.EventID = "instance-event-" + h(fmt.Sprintf("event/%d", i), 17)
 		}
 		if e.NotAfter.IsZero() && !e.NotBefore.IsZero() {
-			e.NotAfter = e.NotBefore.Add(2 * time.Hour)
+			e.NotAfter = e.NotBefore.Add(DefaultEventWindow)
 		}
 	}
 	if in.Options.HopLimit == 0 {
@@ -217,3 +219,7 @@ func publicDNS(ip, region string) string {
 	}
 	return name + "." + region + ".compute." + domain
 }
+
+// DefaultEventWindow is the length of a maintenance window whose end is not
+// given.
+const DefaultEventWindow = 2 * time.Hour

@@ -25,6 +25,7 @@ import (
 	"github.com/imds/imds/internal/controlplane"
 	"github.com/imds/imds/internal/credentials"
 	"github.com/imds/imds/internal/dataplane"
+	"github.com/imds/imds/internal/events"
 	"github.com/imds/imds/internal/fleet"
 	"github.com/imds/imds/internal/identity"
 	"github.com/imds/imds/internal/registry"
@@ -54,6 +55,8 @@ type Options struct {
 	KeepAlive   bool // see dataplane.Options.KeepAlive
 	Logger      *slog.Logger
 	Now         func() time.Time
+	// EventClock is when timed event steps fire; nil for the system clock.
+	EventClock events.Clock
 }
 
 // ConfigError: the configuration file could not be read or is invalid.
@@ -70,6 +73,7 @@ type Server struct {
 	reg      *registry.Registry
 	creds    *credentials.Manager
 	syncer   *fleet.Syncer
+	events   *events.Runner
 	handler  *dataplane.Handler
 	admin    *controlplane.Handler
 	metrics  *prometheus.Registry
@@ -144,7 +148,13 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		Settings: s.settings,
 		Logger:   o.Logger.With("component", "fleet"),
 		Clock:    o.Now,
+		OnPublish: func() {
+			if s.events != nil {
+				s.events.Notify()
+			}
+		},
 	})
+	s.events = events.NewRunner(s.reg, func() events.Records { return s.syncer.Fleet().Load().Records }, o.EventClock, o.Logger)
 	s.metrics = prometheus.NewRegistry()
 	s.handler = dataplane.New(s.syncer.Fleet(), ring, dataplane.Options{
 		Logger:    o.Logger.With("component", "dataplane"),
@@ -388,6 +398,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	g.Go(func() error { return s.syncer.Run(gctx) })
 	g.Go(func() error { return s.creds.Run(gctx) })
+	g.Go(func() error { return s.events.Run(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

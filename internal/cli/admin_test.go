@@ -317,3 +317,37 @@ func TestAdminConnectionErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestInstanceEventLifecycleCommands(t *testing.T) {
+	a := newAdminCLI(t)
+	if code, _, errOut := a.run("", "instance", "put", "-f", a.file("vm.yaml", vmYAML)); code != 0 {
+		t.Fatal(errOut)
+	}
+	if code, _, errOut := a.run("", "instance", "put", "-f", a.file("fleet.yaml", fleetYAML)); code != 0 {
+		t.Fatal(errOut)
+	}
+	_, out, _ := a.run("", "instance", "event", "i-0000000000000000a", "--maintenance", "system-reboot", "--in", "1h")
+	i := strings.Index(out, "instance-event-")
+	if i < 0 {
+		t.Fatalf("no event id in %q", out)
+	}
+	eventID := out[i : i+len("instance-event-")+17]
+	runCases(t, a, []cliCase{
+		{name: "cancel", args: []string{"instance", "event", "i-0000000000000000a", "--cancel", eventID},
+			stdout: []string{"events/maintenance/history " + eventID + " system-reboot", "(canceled)"}},
+		{name: "complete a canceled event", args: []string{"instance", "event", "i-0000000000000000a", "--complete", eventID},
+			code: cli.ExitFailure, stderr: []string{"not active"}},
+		{name: "lifecycle", args: []string{"instance", "event", "i-0000000000000000a", "--lifecycle", "Terminated"},
+			stdout: []string{"autoscaling/target-lifecycle-state Terminated"}},
+		{name: "bad lifecycle", args: []string{"instance", "event", "i-0000000000000000a", "--lifecycle", "Gone"},
+			code: cli.ExitInvalid, stderr: []string{"lifecycle-state", "Gone"}},
+		{name: "fleet by tag", args: []string{"instance", "event", "--filter", "tag:Name=web-1", "--rebalance"},
+			stdout: []string{"i-0000000000000000a: rebalance", "1 of 1 matching instances"}},
+		{name: "fleet fraction", args: []string{"instance", "event", "--fraction", "0.5", "--seed", "3", "--spot", "terminate"},
+			stdout: []string{"2 of 3 matching instances"}},
+		{name: "fleet without a selection", args: []string{"instance", "event", "--spot", "terminate"}, code: cli.ExitUsage},
+		{name: "id and filter", args: []string{"instance", "event", "i-0000000000000000a", "--filter", "tag:a=b", "--rebalance"}, code: cli.ExitUsage},
+		{name: "bad filter", args: []string{"instance", "event", "--filter", "tag:a", "--rebalance"}, code: cli.ExitUsage, stderr: []string{"NAME=VALUE"}},
+		{name: "cancel fleet-wide", args: []string{"instance", "event", "--filter", "tag:a=b", "--cancel", eventID}, code: cli.ExitUsage},
+	})
+}

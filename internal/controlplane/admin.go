@@ -25,6 +25,8 @@ func (h *Handler) adminRoutes(mux *http.ServeMux) {
 	mux.Handle("DELETE /v1/instances/{id}/events", h.adminAPI(h.clearEvents))
 	mux.Handle("POST /v1/instances/{id}/events/{event}/cancel", h.adminAPI(h.endEvent(events.Cancel, "canceled")))
 	mux.Handle("POST /v1/instances/{id}/events/{event}/complete", h.adminAPI(h.endEvent(events.Complete, "completed")))
+	mux.Handle("POST /v1/instances/{id}/events/{event}/reschedule", h.adminAPI(h.rescheduleEvent))
+	mux.Handle("POST /v1/instances/{id}/state", h.adminAPI(h.changeState))
 	mux.Handle("POST /v1/events", h.adminAPI(h.addFleetEvent))
 
 	mux.Handle("GET /v1/roles", h.adminAPI(h.listRoles))

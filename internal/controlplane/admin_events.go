@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/imds/imds/internal/config"
+	"github.com/imds/imds/internal/events"
 	"github.com/imds/imds/internal/registry"
 )
 
@@ -75,23 +76,31 @@ func (h *Handler) addFleetEvent(w http.ResponseWriter, r *http.Request) error {
 		matched = append(matched, rec.Spec.InstanceID)
 	}
 	chosen := chooseFraction(matched, req.Fraction, req.Seed)
+	res := FleetEventResult{Matched: len(matched), Instances: chosen}
 	for _, id := range chosen {
-		if err := h.addEventTo(r.Context(), id, req.Event, now); err != nil {
+		in, err := h.addEventTo(r.Context(), id, req.Event, now)
+		if err != nil {
 			return err
+		}
+		if req.Event.Type == EventMaintenance {
+			if res.EventIDs == nil {
+				res.EventIDs = map[string]string{}
+			}
+			res.EventIDs[id] = in.Spec.Events[len(in.Spec.Events)-1].EventID
 		}
 	}
 	h.adminAudit(r, "fleet event added", "type", req.Event.Type, "matched", len(matched), "chosen", len(chosen))
-	writeAdminJSON(w, http.StatusOK, FleetEventResult{Matched: len(matched), Instances: chosen})
+	writeAdminJSON(w, http.StatusOK, res)
 	return nil
 }
 
 // addEventTo injects ev into one instance (with its own event id).
-func (h *Handler) addEventTo(ctx context.Context, id string, ev EventRequest, now time.Time) error {
+func (h *Handler) addEventTo(ctx context.Context, id string, ev EventRequest, now time.Time) (*registry.Instance, error) {
 	apply, err := h.eventChange(ev, now)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = h.o.Registry.Update(ctx, id, func(in *registry.Instance) error {
+	return h.o.Registry.Update(ctx, id, func(in *registry.Instance) error {
 		spec := in.Spec
 		spec.Events = slices.Clone(spec.Events)
 		apply(&spec)
@@ -101,7 +110,73 @@ func (h *Handler) addEventTo(ctx context.Context, id string, ev EventRequest, no
 		in.Spec = spec
 		return nil
 	})
-	return err
+}
+
+// rescheduleEvent serves POST /v1/instances/{id}/events/{event}/reschedule,
+// with ModifyInstanceEventStartTime's rules.
+func (h *Handler) rescheduleEvent(w http.ResponseWriter, r *http.Request) error {
+	var req RescheduleRequest
+	if err := decodeAdminBody(r, &req); err != nil {
+		return err
+	}
+	nb, err := time.Parse(time.RFC3339, req.NotBefore)
+	if err != nil {
+		return badParam("not-before %q: not an RFC 3339 time such as 2026-01-02T15:04:05Z", req.NotBefore)
+	}
+	id, eventID := r.PathValue("id"), r.PathValue("event")
+	in, err := h.writeInstance(r, id, func(cur *registry.Instance) (config.Instance, error) {
+		if cur == nil {
+			return config.Instance{}, &registry.NotFoundError{Kind: "instance", ID: id}
+		}
+		tmp := *cur
+		tmp.Spec.Events = slices.Clone(cur.Spec.Events)
+		if _, err := events.Reschedule(&tmp, eventID, nb, h.o.Now()); err != nil {
+			return config.Instance{}, err
+		}
+		return tmp.Spec, nil
+	})
+	if err != nil {
+		return err
+	}
+	h.adminAudit(r, "instance event rescheduled", "instance", id, "event", eventID, "not_before", req.NotBefore, "revision", in.Revision)
+	setAdminETag(w, in.Revision)
+	writeAdminJSON(w, http.StatusOK, instanceRecord(in))
+	return nil
+}
+
+// changeState serves POST /v1/instances/{id}/state: stop, start or
+// terminate, as the EC2 actions do.
+func (h *Handler) changeState(w http.ResponseWriter, r *http.Request) error {
+	var req StateRequest
+	if err := decodeAdminBody(r, &req); err != nil {
+		return err
+	}
+	var change func(*registry.Instance, time.Time) (events.Change, error)
+	switch req.Action {
+	case StateStop:
+		change = events.Stop
+	case StateStart:
+		change = events.Start
+	case StateTerminate:
+		change = func(in *registry.Instance, now time.Time) (events.Change, error) {
+			return events.Terminate(in, now), nil
+		}
+	default:
+		return badParam("action %q: want %s, %s or %s", req.Action, StateStop, StateStart, StateTerminate)
+	}
+	id := r.PathValue("id")
+	var ch events.Change
+	in, err := h.o.Registry.Update(r.Context(), id, func(in *registry.Instance) error {
+		var err error
+		ch, err = change(in, h.o.Now())
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	h.adminAudit(r, "instance state changed", "instance", id, "from", ch.Previous.Name(), "to", ch.Current.Name(), "revision", in.Revision)
+	writeAdminJSON(w, http.StatusOK, StateChange{InstanceID: id, Previous: ch.Previous.Name(), Current: ch.Current.Name()})
+	return nil
 }
 
 // chooseFraction picks round(fraction × len(ids)) of ids, at least one when

@@ -85,14 +85,14 @@ func TestFleetEvent(t *testing.T) {
 		return decodeAs[FleetEventResult](t, rec)
 	}
 	got := inject(`{"filters": [{"name": "instance-type", "values": ["m5.large"]}, {"name": "availability-zone", "values": ["us-east-1a"]}], "event": {"type": "rebalance"}}`)
-	if want := (FleetEventResult{3, []string{"i-00000000000000000", "i-00000000000000002", "i-00000000000000004"}}); !cmp.Equal(got, want) {
+	if want := (FleetEventResult{Matched: 3, Instances: []string{"i-00000000000000000", "i-00000000000000002", "i-00000000000000004"}}); !cmp.Equal(got, want) {
 		t.Errorf("by type and zone: %+v, want %+v", got, want)
 	}
 	got = inject(`{"filters": [{"name": "tag:role", "values": ["web"]}], "event": {"type": "maintenance"}}`)
 	if want := []string{"i-00000000000000002", "i-00000000000000005", "i-00000000000000008"}; !cmp.Equal(got.Instances, want) {
 		t.Errorf("by tag: %v, want %v", got.Instances, want)
 	}
-	// Each instance gets an event id of its own.
+	// Each instance gets an event id of its own, and the answer says which.
 	ids := map[string]bool{}
 	for _, id := range got.Instances {
 		in, err := e.reg.Instance(t.Context(), id)
@@ -100,6 +100,9 @@ func TestFleetEvent(t *testing.T) {
 			t.Fatal(err)
 		}
 		ids[in.Spec.Events[0].EventID] = true
+		if got.EventIDs[id] != in.Spec.Events[0].EventID {
+			t.Errorf("event-ids[%s] = %q, want %q", id, got.EventIDs[id], in.Spec.Events[0].EventID)
+		}
 	}
 	if len(ids) != 3 {
 		t.Errorf("%d distinct event ids among 3 instances", len(ids))
@@ -128,5 +131,57 @@ func TestFleetEvent(t *testing.T) {
 		if got := errorCode(t, rec); rec.Code != 400 || !strings.Contains(got.Message, tc.mentions) {
 			t.Errorf("%s: %d %+v, want 400 mentioning %q", tc.body, rec.Code, got, tc.mentions)
 		}
+	}
+}
+
+func TestRescheduleAndState(t *testing.T) {
+	e := newAdminEnv(t)
+	const path = "/v1/instances/i-0000000000000000a"
+	if rec := e.do("PUT", path, vmA); rec.Code != 201 {
+		t.Fatal(rec.Body)
+	}
+	rec := e.do("POST", path+"/events", `{"type": "maintenance", "time": "2026-03-02T00:00:00Z", "duration": "1h"}`)
+	eventID := decodeAs[InstanceRecord](t, rec).Spec.Events[0].EventID
+	rec = e.do("POST", path+"/events/"+eventID+"/reschedule", `{"not-before": "2026-03-05T00:00:00Z"}`)
+	if ev := decodeAs[InstanceRecord](t, rec).Spec.Events[0]; rec.Code != 200 || ev.NotBefore != "2026-03-05T00:00:00Z" || ev.NotAfter != "2026-03-05T01:00:00Z" {
+		t.Errorf("reschedule: %d %+v", rec.Code, ev)
+	}
+	for _, tc := range []struct {
+		body, code string
+		status     int
+	}{
+		{`{"not-before": "2026-04-05T00:00:00Z"}`, CodeInvalidParameter, 400}, // past the 21-day deadline
+		{`{"not-before": "2026-02-05T00:00:00Z"}`, CodeInvalidParameter, 400}, // in the past
+		{`{"not-before": "tomorrow"}`, CodeInvalidParameter, 400},
+	} {
+		rec := e.do("POST", path+"/events/"+eventID+"/reschedule", tc.body)
+		if got := errorCode(t, rec); rec.Code != tc.status || got.Code != tc.code {
+			t.Errorf("reschedule %s: %d %+v, want %d %s", tc.body, rec.Code, got, tc.status, tc.code)
+		}
+	}
+
+	for _, tc := range []struct {
+		action string
+		status int
+		want   StateChange
+	}{
+		{"stop", 200, StateChange{"i-0000000000000000a", "running", "stopping"}},
+		{"start", 409, StateChange{}},
+		{"terminate", 200, StateChange{"i-0000000000000000a", "stopping", "shutting-down"}},
+		{"terminate", 200, StateChange{"i-0000000000000000a", "shutting-down", "shutting-down"}},
+		{"reboot", 400, StateChange{}},
+	} {
+		rec := e.do("POST", path+"/state", `{"action": "`+tc.action+`"}`)
+		if rec.Code != tc.status {
+			t.Fatalf("%s: %d %s, want %d", tc.action, rec.Code, rec.Body, tc.status)
+		}
+		if tc.status == 200 {
+			if got := decodeAs[StateChange](t, rec); got != tc.want {
+				t.Errorf("%s: %+v, want %+v", tc.action, got, tc.want)
+			}
+		}
+	}
+	if got := decodeAs[InstanceRecord](t, e.do("GET", path, "")); got.State != "shutting-down" {
+		t.Errorf("GET state %q, want shutting-down", got.State)
 	}
 }

@@ -65,12 +65,15 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	var (
 		enf *events.EventNotFoundError
 		est *events.StateError
+		ese *events.EventStartError
 	)
 	switch {
 	case errors.As(err, &ae):
 		status, d = ae.status, ErrorDetail{ae.code, ae.message}
 	case errors.As(err, &enf):
 		status, d = http.StatusNotFound, ErrorDetail{CodeNotFound, enf.Error()}
+	case errors.As(err, &ese):
+		status, d = http.StatusBadRequest, ErrorDetail{CodeInvalidParameter, ese.Error()}
 	case errors.Is(err, events.ErrEventNotActive), errors.As(err, &est):
 		status, d = http.StatusConflict, ErrorDetail{CodeConflict, err.Error()}
 	case errors.As(err, &nf):

@@ -153,6 +153,35 @@ type FleetEventResult struct {
 	Matched int `json:"matched"`
 	// Instances are the ids the event was injected into, sorted.
 	Instances []string `json:"instances"`
+	// EventIDs are the ids of the maintenance events added, by instance.
+	EventIDs map[string]string `json:"event-ids,omitempty"`
+}
+
+// RescheduleRequest is the body of POST
+// /v1/instances/{id}/events/{event}/reschedule: the event's new start, RFC
+// 3339, checked as ModifyInstanceEventStartTime checks it.
+type RescheduleRequest struct {
+	NotBefore string `json:"not-before"`
+}
+
+// State actions of POST /v1/instances/{id}/state.
+const (
+	StateStop      = "stop"
+	StateStart     = "start"
+	StateTerminate = "terminate"
+)
+
+// StateRequest is the body of POST /v1/instances/{id}/state: what
+// StopInstances, StartInstances or TerminateInstances would do.
+type StateRequest struct {
+	Action string `json:"action"`
+}
+
+// StateChange is the answer of POST /v1/instances/{id}/state.
+type StateChange struct {
+	InstanceID string `json:"instance-id"`
+	Previous   string `json:"previous"`
+	Current    string `json:"current"`
 }
 
 // ErrorBody is every error answer of the admin API.

@@ -400,6 +400,14 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// ValidateInstanceID checks the form of an instance id.
+func ValidateInstanceID(id string) error {
+	if !instanceIDRe.MatchString(id) {
+		return fmt.Errorf("%q is not an instance id (i- and 8 or 17 hex digits)", id)
+	}
+	return nil
+}
+
 // ValidateInstance checks one instance on its own, as the admin API receives
 // it. Uniqueness of ids and addresses across a fleet is checked where the
 // fleet is (the registry).

@@ -243,7 +243,7 @@ func (b *Builder) build(rec *registry.Instance) *Entry {
 	in := MetadataInstance(rec)
 	src := metadata.Sources{Sign: b.sign}
 	if b.creds != nil {
-		sub := credentials.Subject{Role: in.Role, InstanceID: in.ID, V1: !in.Options.TokensRequired}
+		sub := credentials.Subject{Role: in.Role, InstanceID: in.ID, V1: !in.Options.TokensRequired, AccountID: in.AccountID}
 		src.Credentials = b.creds.For(sub) // also clears what a role-less instance had
 		src.IdentityCredentials = b.creds.ForIdentity(sub)
 		if in.Role != "" {

@@ -142,7 +142,8 @@ func (h *Handler) describeInstanceStatus(ctx context.Context, c *ec2Call) (ec2Re
 		in := describeView(rec)
 		x := instanceStatusXML{InstanceID: in.ID, AvailabilityZone: in.AvailabilityZone, InstanceState: stateOf(st)}
 		var codes, eventIDs []string
-		for _, e := range rec.Spec.Events {
+		for i, e := range rec.Spec.Events {
+			e.EventID = events.EventID(rec, i)
 			x.Events = append(x.Events, eventXML(e))
 			codes, eventIDs = append(codes, e.Code), append(eventIDs, e.EventID)
 		}

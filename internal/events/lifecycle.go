@@ -244,14 +244,25 @@ type EventStartError struct{ Msg string }
 
 func (e *EventStartError) Error() string { return e.Msg }
 
-// activeEvent finds an active event of rec at now.
+// EventID is the id of rec's i-th maintenance event: its own, else the one
+// the metadata derives for it.
+func EventID(rec *registry.Instance, i int) string {
+	if id := rec.Spec.Events[i].EventID; id != "" {
+		return id
+	}
+	return metadata.DerivedEventID(rec.Spec.InstanceID, i)
+}
+
+// activeEvent finds an active event of rec at now. The event's id is written
+// into it, so that it no longer depends on its place in the list.
 func activeEvent(rec *registry.Instance, eventID string, now time.Time) (*config.MaintenanceEvent, error) {
 	Advance(rec, now)
 	for i := range rec.Spec.Events {
 		e := &rec.Spec.Events[i]
-		if e.EventID != eventID {
+		if EventID(rec, i) != eventID {
 			continue
 		}
+		e.EventID = eventID
 		if e.State != "" && e.State != EventActive {
 			return nil, fmt.Errorf("event %s: %w", eventID, ErrEventNotActive)
 		}

@@ -207,3 +207,21 @@ func TestEventChanges(t *testing.T) {
 		}
 	})
 }
+
+// An event from the configuration file without an event-id is known by the
+// id its metadata shows.
+func TestDerivedEventID(t *testing.T) {
+	r := rec(config.Instance{Events: []config.MaintenanceEvent{{Code: "system-reboot", NotBefore: format(t0.Add(time.Hour))}}})
+	id := metadata.DerivedEventID(r.Spec.InstanceID, 0)
+	in := &metadata.Instance{ID: r.Spec.InstanceID, Events: []metadata.Event{{Code: "system-reboot", NotBefore: t0.Add(time.Hour)}}}
+	in.Derive()
+	if in.Events[0].EventID != id || EventID(r, 0) != id {
+		t.Fatalf("metadata shows %q, events uses %q, want %q", in.Events[0].EventID, EventID(r, 0), id)
+	}
+	if err := Cancel(r, id, t0); err != nil {
+		t.Fatal(err)
+	}
+	if r.Spec.Events[0].EventID != id || r.Spec.Events[0].State != EventCanceled {
+		t.Errorf("event after cancel: %+v", r.Spec.Events[0])
+	}
+}

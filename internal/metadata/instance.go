@@ -130,7 +130,7 @@ func (in *Instance) Derive() {
 	for i := range in.Events {
 		e := &in.Events[i]
 		if e.EventID == "" {
-			e.EventID = "instance-event-" + h(fmt.Sprintf("event/%d", i), 17)
+			e.EventID = DerivedEventID(in.ID, i)
 		}
 		if e.NotAfter.IsZero() && !e.NotBefore.IsZero() {
 			e.NotAfter = e.NotBefore.Add(DefaultEventWindow)
@@ -218,6 +218,13 @@ func publicDNS(ip, region string) string {
 		return name + ".compute-1." + domain
 	}
 	return name + "." + region + ".compute." + domain
+}
+
+// DerivedEventID is the id of an instance's i-th maintenance event when its
+// record names none: stable across restarts and replicas.
+func DerivedEventID(instanceID string, i int) string {
+	s := sha256.Sum256([]byte(instanceID + "/" + fmt.Sprintf("event/%d", i)))
+	return "instance-event-" + hex.EncodeToString(s[:])[:17]
 }
 
 // DefaultEventWindow is the length of a maintenance window whose end is not

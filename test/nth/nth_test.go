@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,12 +65,16 @@ func start(t *testing.T) *env {
 	if err := os.WriteFile(cfg, []byte(fleetConfig()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	clk := eventstest.NewClock(t0)
-	s, err := server.New(t.Context(), server.Options{
-		Listen: []string{"127.0.0.1:0"}, AdminListen: "127.0.0.1:0",
-		ConfigPath: cfg, DataDir: filepath.Join(dir, "data"),
-		Now: clk.Now, EventClock: clk,
-	})
+	e, _ := launch(t, eventstest.NewClock(t0), server.Options{ConfigPath: cfg, DataDir: filepath.Join(dir, "data")})
+	return e
+}
+
+// launch starts a server on clk with o (listeners on loopback ports added),
+// and returns it with a function that stops it.
+func launch(t *testing.T, clk *eventstest.Clock, o server.Options) (*env, func()) {
+	o.Listen, o.AdminListen = []string{"127.0.0.1:0"}, "127.0.0.1:0"
+	o.Now, o.EventClock = clk.Now, clk
+	s, err := server.New(t.Context(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,13 +84,17 @@ func start(t *testing.T) *env {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	creds, err := adminclient.ReadCredentialsFile(filepath.Join(dir, "data", "credentials"))
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	creds, err := adminclient.ReadCredentialsFile(filepath.Join(o.DataDir, "credentials"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +102,7 @@ func start(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, clk: clk, srv: s, admin: c, base: "http://" + s.Addrs()[0].String()}
+	return &env{t: t, clk: clk, srv: s, admin: c, base: "http://" + s.Addrs()[0].String()}, stop
 }
 
 // examples are the scenarios of docs/scenarios.md, in order.

@@ -351,3 +351,30 @@ func TestInstanceEventLifecycleCommands(t *testing.T) {
 		{name: "cancel fleet-wide", args: []string{"instance", "event", "--filter", "tag:a=b", "--cancel", eventID}, code: cli.ExitUsage},
 	})
 }
+
+func TestScenarioCommands(t *testing.T) {
+	a := newAdminCLI(t)
+	if code, _, errOut := a.run("", "instance", "put", "-f", a.file("fleet.yaml", fleetYAML)); code != 0 {
+		t.Fatal(errOut)
+	}
+	good := a.file("good.yaml", `steps:
+  - at: 0s
+    name: scale-in
+    instances: [i-0000000000000000b]
+    event: {type: lifecycle, lifecycle-state: Terminated}
+  - at: 0s
+    same-as: scale-in
+    state: terminate
+`)
+	bad := a.file("bad.yaml", "steps:\n  - at: 0s\n    name: x\n    instances: [i-0000000000000000b]\n    state: explode\n")
+	failing := a.file("failing.yaml", "steps:\n  - at: 0s\n    instances: [i-000000000000000ff]\n    state: stop\n")
+	runCases(t, a, []cliCase{
+		{name: "check", args: []string{"scenario", "check", good}, stdout: []string{"2 steps"}},
+		{name: "check a bad file", args: []string{"scenario", "check", bad}, code: cli.ExitInvalid, stderr: []string{"steps[0] (x): state", "explode"}},
+		{name: "run", args: []string{"scenario", "run", good},
+			stdout: []string{"+0s scale-in: lifecycle Terminated -> i-0000000000000000b", "+0s: terminate: i-0000000000000000b running -> shutting-down"}},
+		{name: "run a failing step", args: []string{"scenario", "run", failing}, code: cli.ExitFailure,
+			stdout: []string{"failed"}, stderr: []string{"does not exist"}},
+		{name: "run a missing file", args: []string{"scenario", "run", "/nonexistent.yaml"}, code: cli.ExitInvalid},
+	})
+}

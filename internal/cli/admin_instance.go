@@ -120,13 +120,13 @@ func parseInstances(data []byte) ([]config.Instance, error) {
 func newInstanceLsCmd(f *adminFlags) *cobra.Command {
 	return newAdminLsCmd(f, "List the instances and their metadata options", "instances", (*adminclient.Client).Instances,
 		func(list []controlplane.InstanceSummary) any { return controlplane.InstanceList{Instances: list} },
-		"ID\tADDRESSES\tTOKENS\tHOP\tENDPOINT\tREVISION",
+		"ID\tSTATE\tADDRESSES\tTOKENS\tHOP\tENDPOINT\tREVISION",
 		func(in controlplane.InstanceSummary) string {
 			addrs := strings.Join(in.Addresses, ",")
 			if addrs == "" {
 				addrs = "-"
 			}
-			return fmt.Sprintf("%s\t%s\t%s\t%d\t%s\t%d", in.InstanceID, addrs, in.Options.HTTPTokens,
+			return fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%s\t%d", in.InstanceID, in.State, addrs, in.Options.HTTPTokens,
 				in.Options.HTTPPutResponseHopLimit, in.Options.HTTPEndpoint, in.Revision)
 		})
 }

@@ -173,10 +173,10 @@ func TestInstanceCommands(t *testing.T) {
 			code: cli.ExitInvalid, stderr: []string{"instance-id: required"}},
 		{name: "missing file", args: []string{"instance", "put", "-f", filepath.Join(a.dataDir, "nope.yaml")}, code: cli.ExitFailure, stderr: []string{"nope.yaml"}},
 		{name: "ls", args: []string{"instance", "ls"}, stdout: []string{
-			"ID                   ADDRESSES         TOKENS    HOP  ENDPOINT  REVISION",
-			"i-0000000000000000a  10.0.0.1          required  2    enabled",
-			"i-0000000000000000b  10.0.0.2,fd00::2  optional  1    enabled",
-			"i-0000000000000000c  -                 optional  1    enabled",
+			"ID                   STATE    ADDRESSES         TOKENS    HOP  ENDPOINT  REVISION",
+			"i-0000000000000000a  running  10.0.0.1          required  2    enabled",
+			"i-0000000000000000b  running  10.0.0.2,fd00::2  optional  1    enabled",
+			"i-0000000000000000c  running  -                 optional  1    enabled",
 		}},
 		{name: "get", args: []string{"instance", "get", "i-0000000000000000a"}, stdout: []string{
 			"spec:\n  instance-id: i-0000000000000000a\n", "  user-data: |\n    #!/bin/sh\n    echo hello\n", "options:\n  http-tokens: required\n", "revision: ",

@@ -90,6 +90,7 @@ func (h *Handler) listInstances(w http.ResponseWriter, r *http.Request) error {
 			InstanceID: in.Spec.InstanceID,
 			Addresses:  addrs,
 			Options:    in.Options,
+			State:      in.State.Name(),
 			Revision:   in.Revision,
 		})
 	}

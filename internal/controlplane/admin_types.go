@@ -15,6 +15,7 @@ type InstanceSummary struct {
 	InstanceID string           `json:"instance-id"`
 	Addresses  []string         `json:"addresses"`
 	Options    registry.Options `json:"options"`
+	State      string           `json:"state"`
 	Revision   int64            `json:"revision"`
 }
 

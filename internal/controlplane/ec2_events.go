@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -56,7 +57,8 @@ type instanceStatusXML struct {
 type describeInstanceStatusResponse struct {
 	XMLName xml.Name `xml:"DescribeInstanceStatusResponse"`
 	ec2Head
-	Statuses []instanceStatusXML `xml:"instanceStatusSet>item"`
+	Statuses  []instanceStatusXML `xml:"instanceStatusSet>item"`
+	NextToken string              `xml:"nextToken,omitempty"`
 }
 
 type modifyInstanceEventStartTimeResponse struct {
@@ -126,6 +128,10 @@ func (h *Handler) describeInstanceStatus(ctx context.Context, c *ec2Call) (ec2Re
 	if err != nil {
 		return nil, err
 	}
+	maxResults, after, err := c.paging(len(ids) > 0)
+	if err != nil {
+		return nil, err
+	}
 	recs, err := h.instancesByID(ctx, ids)
 	if err != nil {
 		return nil, err
@@ -136,7 +142,7 @@ func (h *Handler) describeInstanceStatus(ctx context.Context, c *ec2Call) (ec2Re
 	resp := &describeInstanceStatusResponse{}
 	for _, rec := range recs {
 		st := rec.State
-		if st.Name() != string(metadata.Running) && !all {
+		if (st.Name() != string(metadata.Running) && !all) || rec.Spec.InstanceID <= after {
 			continue
 		}
 		in := describeView(rec)
@@ -161,9 +167,39 @@ func (h *Handler) describeInstanceStatus(ctx context.Context, c *ec2Call) (ec2Re
 			check = statusSummaryXML{Status: "ok", Details: []statusDetailXML{{"reachability", "passed"}}}
 		}
 		x.SystemStatus, x.InstanceStatus = check, check
+		if maxResults > 0 && len(resp.Statuses) == maxResults {
+			resp.NextToken = base64.RawURLEncoding.EncodeToString([]byte(resp.Statuses[maxResults-1].InstanceID))
+			break
+		}
 		resp.Statuses = append(resp.Statuses, x)
 	}
 	return resp, nil
+}
+
+// paging reads MaxResults (5 to 1000; 0 when not given) and NextToken (the
+// last instance id of the previous page), as DescribeInstances takes them.
+func (c *ec2Call) paging(withIDs bool) (maxResults int, after string, err error) {
+	m, err := c.integer("MaxResults")
+	if err != nil {
+		return 0, "", err
+	}
+	if m != nil {
+		if withIDs {
+			return 0, "", &ec2Error{http.StatusBadRequest, "InvalidParameterCombination", "The parameter instancesSet cannot be used with the parameter maxResults"}
+		}
+		if *m < 5 || *m > 1000 {
+			return 0, "", errInvalid("Value ( %d ) for parameter maxResults is invalid. Expecting a value from 5 to 1000.", *m)
+		}
+		maxResults = *m
+	}
+	if tok, ok := c.str("NextToken"); ok && *tok != "" {
+		b, err := base64.RawURLEncoding.DecodeString(*tok)
+		if err != nil || checkInstanceID(string(b)) != nil {
+			return 0, "", &ec2Error{http.StatusBadRequest, "InvalidPaginationToken", "The pagination token is not valid."}
+		}
+		after = string(b)
+	}
+	return maxResults, after, nil
 }
 
 // instancesByID returns the records of ids, sorted, or every instance when

@@ -1,9 +1,14 @@
 package controlplane
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 
 	"github.com/imds/imds/internal/config"
 	"github.com/imds/imds/internal/store"
@@ -139,4 +144,35 @@ func TestEC2EventsAWSCLI(t *testing.T) {
 		fails(t, "InvalidInstanceID.NotFound", "ec2", "stop-instances", "--instance-ids", "i-0ffffffffffffffff")
 		fails(t, "DryRunOperation", "ec2", "terminate-instances", "--instance-ids", withEvent, "--dry-run")
 	})
+}
+
+// The Go SDK's paginator walks DescribeInstanceStatus five at a time.
+func TestDescribeInstanceStatusPages(t *testing.T) {
+	f, srv := newEC2Server(t)
+	for i := range 7 {
+		if _, err := f.reg.Put(t.Context(), config.Instance{InstanceID: fmt.Sprintf("i-0c000000000000%03d", i)}, store.Absent, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := sdkClient(srv, testSecret)
+	var ids []string
+	pages := 0
+	p := ec2.NewDescribeInstanceStatusPaginator(c, &ec2.DescribeInstanceStatusInput{MaxResults: aws.Int32(5), IncludeAllInstances: aws.Bool(true)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, s := range page.InstanceStatuses {
+			ids = append(ids, aws.ToString(s.InstanceId))
+		}
+	}
+	if pages != 2 || len(ids) != 10 || !slices.IsSorted(ids) {
+		t.Errorf("%d pages, ids %v; want 10 sorted ids in 2 pages", pages, ids)
+	}
+	_, err := c.DescribeInstanceStatus(t.Context(), &ec2.DescribeInstanceStatusInput{MaxResults: aws.Int32(3)})
+	if apiCode(err) != "InvalidParameterValue" {
+		t.Errorf("MaxResults 3: %v, want InvalidParameterValue", err)
+	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/imds/imds/internal/events/scenario"
 	"github.com/imds/imds/internal/metadata"
 	"github.com/imds/imds/internal/server"
+	"github.com/imds/imds/internal/testenv"
 )
 
 var t0 = time.Date(2026, 3, 2, 3, 0, 0, 0, time.UTC)
@@ -59,7 +60,19 @@ type env struct {
 	base  string
 }
 
+// needLoopbackRange checks that 127.0.1.10 is a local address, as on Linux:
+// each instance calls from an address of its own.
+func needLoopbackRange(t *testing.T) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.1.10:0")
+	if err == nil {
+		l.Close()
+	}
+	testenv.Need(t, "127.0.1.10 is not a local address here (loopback aliases)", err)
+}
+
 func start(t *testing.T) *env {
+	needLoopbackRange(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "imds.yaml")
 	if err := os.WriteFile(cfg, []byte(fleetConfig()), 0o600); err != nil {

@@ -30,6 +30,7 @@ func writeConfig(t *testing.T) string {
 // store, and its steps fire there too: no replica leads, and both data
 // planes agree at each moment.
 func TestReplicasFireEvents(t *testing.T) {
+	needLoopbackRange(t)
 	member := etcdtest.Start(t)
 	cfg := writeConfig(t)
 	clk := eventstest.NewClock(t0)
@@ -64,6 +65,7 @@ func TestReplicasFireEvents(t *testing.T) {
 // A step that falls due while the server is down fires when it is back, at
 // its own time: the events are in the store.
 func TestEventsSurviveRestart(t *testing.T) {
+	needLoopbackRange(t)
 	cfg := writeConfig(t)
 	data := filepath.Join(t.TempDir(), "data")
 	clk := eventstest.NewClock(t0)

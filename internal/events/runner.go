@@ -38,13 +38,16 @@ type Runner struct {
 	log     *slog.Logger
 	wake    chan struct{}
 	// next caches each record's next step by revision, so that a change to
-	// one instance does not re-read every other one.
-	next map[string]cached
+	// one instance does not re-read every other one; gen is the Fire call
+	// that last saw it.
+	next map[string]*cached
+	gen  uint64
 }
 
 type cached struct {
 	rev  int64
 	next time.Time
+	gen  uint64
 }
 
 // NewRunner returns a runner that writes through reg and reads the records
@@ -56,7 +59,7 @@ func NewRunner(reg *registry.Registry, records func() Records, clock Clock, log 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Runner{reg: reg, records: records, clock: clock, log: log, wake: make(chan struct{}, 1), next: map[string]cached{}}
+	return &Runner{reg: reg, records: records, clock: clock, log: log, wake: make(chan struct{}, 1), next: map[string]*cached{}}
 }
 
 // Notify tells the runner that the records changed. It never blocks.
@@ -101,10 +104,11 @@ func (r *Runner) Run(ctx context.Context) error {
 // for none). Errors are joined; the steps that could be written are.
 func (r *Runner) Fire(ctx context.Context) (time.Time, error) {
 	now := r.clock.Now()
+	r.gen++
 	var (
 		next time.Time
 		errs []error
-		seen = map[string]bool{}
+		n    int
 	)
 	earliest := func(t time.Time) {
 		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
@@ -112,13 +116,17 @@ func (r *Runner) Fire(ctx context.Context) (time.Time, error) {
 		}
 	}
 	r.records()(func(rec *registry.Instance) bool {
+		n++
 		id := rec.Spec.InstanceID
-		seen[id] = true
-		c, ok := r.next[id]
-		if !ok || c.rev != rec.Revision || rec.Revision == 0 {
-			c = cached{rec.Revision, Next(rec)}
+		c := r.next[id]
+		switch {
+		case c == nil:
+			c = &cached{rev: rec.Revision, next: Next(rec)}
 			r.next[id] = c
+		case c.rev != rec.Revision || rec.Revision == 0:
+			c.rev, c.next = rec.Revision, Next(rec)
 		}
+		c.gen = r.gen
 		if c.next.IsZero() || c.next.After(now) {
 			earliest(c.next)
 			return ctx.Err() == nil
@@ -134,19 +142,20 @@ func (r *Runner) Fire(ctx context.Context) (time.Time, error) {
 		var nf *registry.NotFoundError
 		switch {
 		case errors.As(err, &nf):
-			delete(r.next, id)
+			c.next = time.Time{}
 		case err != nil:
 			errs = append(errs, err)
 		default:
-			c = cached{fresh.Revision, Next(fresh)}
-			r.next[id] = c
+			c.rev, c.next = fresh.Revision, Next(fresh)
 			earliest(c.next)
 		}
 		return ctx.Err() == nil
 	})
-	for id := range r.next {
-		if !seen[id] {
-			delete(r.next, id)
+	if len(r.next) > n { // instances went away
+		for id, c := range r.next {
+			if c.gen != r.gen {
+				delete(r.next, id)
+			}
 		}
 	}
 	return next, errors.Join(errs...)

@@ -64,6 +64,7 @@ func SettingsOf(c *config.Config) Settings {
 type Snapshot struct {
 	byID   map[string]*Entry
 	byAddr map[netip.Addr]*Entry
+	gone   map[netip.Addr]*Entry // addresses of stopped and terminated instances only
 	relays map[netip.Addr]*Relay
 	def    *Entry
 	Settings
@@ -79,6 +80,19 @@ func (s *Snapshot) ByAddr(a netip.Addr) *Entry { return s.byAddr[a.Unmap()] }
 // instance's address or id is answered as an unknown one.
 func (s *Snapshot) ByID(id string) *Entry {
 	if e := s.byID[id]; e != nil && !e.Instance.State.Gone() {
+		return e
+	}
+	return nil
+}
+
+// GoneAt returns the stopped or terminated instance whose addresses contain
+// a, when no running one has it: to say why its caller is refused.
+func (s *Snapshot) GoneAt(a netip.Addr) *Entry { return s.gone[a.Unmap()] }
+
+// GoneByID returns the instance with this id if it is stopped or
+// terminated.
+func (s *Snapshot) GoneByID(id string) *Entry {
+	if e := s.byID[id]; e != nil && e.Instance.State.Gone() {
 		return e
 	}
 	return nil
@@ -203,10 +217,21 @@ func (b *Builder) Snapshot(set Settings) *Snapshot {
 	}
 	for _, e := range s.byID {
 		if e.Instance.State.Gone() {
+			for _, a := range e.Instance.Addresses {
+				if s.gone == nil {
+					s.gone = map[netip.Addr]*Entry{}
+				}
+				s.gone[a] = e
+			}
 			continue
 		}
 		for _, a := range e.Instance.Addresses {
 			s.byAddr[a] = e
+		}
+	}
+	for a := range s.gone {
+		if s.byAddr[a] != nil {
+			delete(s.gone, a)
 		}
 	}
 	for _, rl := range b.relays {

@@ -24,6 +24,9 @@ func TestGoneInstancesAreNotServed(t *testing.T) {
 			if want := !st.Gone(); served != want || byAddr != want || def != want {
 				t.Errorf("served by id %v, by address %v, as default %v; want %v", served, byAddr, def, want)
 			}
+			if gone := s.GoneAt(netip.MustParseAddr("10.0.0.1")) != nil; gone != st.Gone() {
+				t.Errorf("GoneAt: %v, want %v", gone, st.Gone())
+			}
 			n := 0
 			s.Records(func(*registry.Instance) bool { n++; return true })
 			if n != 1 {

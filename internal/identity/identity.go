@@ -16,6 +16,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
 
@@ -50,7 +51,7 @@ func Resolve(s *fleet.Snapshot, r *http.Request, src netip.Addr) (*fleet.Entry, 
 		if e := s.ByID(id); e != nil {
 			return e, nil
 		}
-		return nil, ErrUnknownCaller
+		return nil, goneOr(s.GoneByID(id))
 	}
 	if rl := s.RelayAt(src); rl != nil {
 		ids := r.Header[HeaderInstanceID]
@@ -66,10 +67,22 @@ func Resolve(s *fleet.Snapshot, r *http.Request, src netip.Addr) (*fleet.Entry, 
 	if e := s.ByAddr(src); e != nil {
 		return e, nil
 	}
+	if g := s.GoneAt(src); g != nil {
+		return nil, goneOr(g)
+	}
 	if e := s.Default(); e != nil {
 		return e, nil
 	}
 	return nil, ErrUnknownCaller
+}
+
+// goneOr is ErrUnknownCaller, saying so when the caller is a stopped or
+// terminated instance.
+func goneOr(g *fleet.Entry) error {
+	if g == nil {
+		return ErrUnknownCaller
+	}
+	return fmt.Errorf("%w: instance %s is %s", ErrUnknownCaller, g.Instance.ID, g.Instance.State.Name())
 }
 
 // Sign is the relay signature of an instance id.

@@ -40,10 +40,12 @@ type agent struct {
 	base string
 	hc   *http.Client
 
-	mu     sync.Mutex
-	token  string
-	ttl    int
-	events map[string]interruption // by EventId
+	mu      sync.Mutex
+	token   string
+	ttl     int
+	fetches int // tokens fetched
+	expired int // 401 answers
+	events  map[string]interruption // by EventId
 }
 
 // interruption is what the monitors put on their channels.
@@ -79,6 +81,7 @@ func (a *agent) fetchToken(ctx context.Context) error {
 		return fmt.Errorf("token: no TTL header")
 	}
 	a.token, a.ttl = string(body), ttl
+	a.fetches++
 	return nil
 }
 
@@ -104,6 +107,7 @@ func (a *agent) get(ctx context.Context, path string) (int, []byte, error) {
 		resp.Body.Close()
 		if resp.StatusCode == http.StatusUnauthorized {
 			a.token, a.ttl = "", 0
+			a.expired++
 			continue
 		}
 		if ttl, err := strconv.Atoi(resp.Header.Get("X-aws-ec2-metadata-token-ttl-seconds")); err == nil {
@@ -218,4 +222,11 @@ func (a *agent) seen(kind string) []interruption {
 		}
 	}
 	return out
+}
+
+// tokenCounts are how many tokens the agent fetched and how many 401s it got.
+func (a *agent) tokenCounts() (fetches, expired int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.fetches, a.expired
 }

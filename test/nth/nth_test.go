@@ -286,6 +286,11 @@ func TestNodeTerminationHandlerSeesScenarios(t *testing.T) {
 				t.Errorf("%s was not chosen but sees %v (%v)", id, agentOf(id).events, err)
 			}
 		}
+		for _, id := range pool {
+			if f, x := agentOf(id).tokenCounts(); f != 1 || x != 0 {
+				t.Errorf("%s fetched %d tokens and got %d 401s; want one token reused", id, f, x)
+			}
+		}
 
 		e.advance(notice.Add(-time.Second))
 		for _, id := range chosen {
@@ -369,6 +374,9 @@ func TestNodeTerminationHandlerSeesScenarios(t *testing.T) {
 		e.advance(moved.Add(2*time.Hour - time.Second))
 		if err := a.poll(ctx); err != nil { // the token expired meanwhile: the agent gets a new one
 			t.Fatal(err)
+		}
+		if f, x := a.tokenCounts(); f != 2 || x != 1 {
+			t.Errorf("after five hours: %d tokens fetched, %d 401s; want 2 and 1 (the one-hour token expired)", f, x)
 		}
 		for _, ev := range a.seen("SCHEDULED_EVENT") {
 			if ev.Cancel {

@@ -77,6 +77,9 @@ func TestInvalid(t *testing.T) {
 		{"default instance unknown", base + "default-instance: i-0ccccccccccccccc0\n", []string{"default-instance", "no instance"}},
 		{"spot without action", base + "    spot: {time: \"2026-01-01T00:00:00Z\"}\n", []string{"spot.action", "required"}},
 		{"bad time", base + "    launch-time: yesterday\n", []string{"launch-time", "RFC 3339"}},
+		{"bad lifecycle state", base + "    target-lifecycle-state: Sleeping\n", []string{"target-lifecycle-state", `"Sleeping"`, "Warmed:Hibernated"}},
+		{"bad event deadline", base + "    maintenance-events: [{code: system-reboot, not-before: \"2026-01-01T00:00:00Z\", not-before-deadline: soon}]\n",
+			[]string{"not-before-deadline", "RFC 3339"}},
 		{"user data too large", base + "    user-data: \"" + strings.Repeat("x", 16385) + "\"\n", []string{"16385 bytes", "16384"}},
 		{"not yaml", "instances: [", []string{"did not find expected"}},
 	} {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/imds/imds/internal/registry"
@@ -42,7 +43,21 @@ type Runner struct {
 	// that last saw it.
 	next map[string]*cached
 	gen  uint64
+
+	written, failed atomic.Int64
 }
+
+// Stats count what a runner did since it was made.
+type Stats struct {
+	// Written is how many records it changed (steps it wrote; a step another
+	// replica wrote first is not counted).
+	Written int64
+	// Failed is how many writes failed (they are retried).
+	Failed int64
+}
+
+// Stats returns the runner's counts.
+func (r *Runner) Stats() Stats { return Stats{r.written.Load(), r.failed.Load()} }
 
 type cached struct {
 	rev  int64
@@ -131,12 +146,13 @@ func (r *Runner) Fire(ctx context.Context) (time.Time, error) {
 			earliest(c.next)
 			return ctx.Err() == nil
 		}
+		wrote := false
 		fresh, err := r.reg.Update(ctx, id, func(in *registry.Instance) error {
-			before := in.State
+			wrote = false // this attempt's; a lost compare-and-swap tries again
 			if !Advance(in, now) {
 				return registry.ErrUnchanged
 			}
-			r.log.Info("event step", "component", "events", "instance", id, "from", before.Name(), "to", in.State.Name())
+			wrote = true
 			return nil
 		})
 		var nf *registry.NotFoundError
@@ -144,8 +160,13 @@ func (r *Runner) Fire(ctx context.Context) (time.Time, error) {
 		case errors.As(err, &nf):
 			c.next = time.Time{}
 		case err != nil:
+			r.failed.Add(1)
 			errs = append(errs, err)
 		default:
+			if wrote {
+				r.written.Add(1)
+				r.log.Info("event step", "component", "events", "instance", id, "state", fresh.State.Name())
+			}
 			c.rev, c.next = fresh.Revision, Next(fresh)
 			earliest(c.next)
 		}

@@ -60,8 +60,10 @@ func TestRunnersFireOnTime(t *testing.T) {
 		}
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
+		var runners []*Runner
 		for range 2 {
 			r := NewRunner(reg, listRecords(t, reg), nil, nil)
+			runners = append(runners, r)
 			go r.Run(ctx)
 		}
 		check := func(at time.Duration, wantState metadata.State, wantEvent string) {
@@ -82,6 +84,10 @@ func TestRunnersFireOnTime(t *testing.T) {
 		check(2*time.Minute, metadata.ShuttingDown, "completed")
 		check(2*time.Minute+TransitionTime-time.Second, metadata.ShuttingDown, "completed")
 		check(2*time.Minute+TransitionTime, metadata.Terminated, "completed")
+		// Three steps, each written once between the two runners.
+		if w := runners[0].Stats().Written + runners[1].Stats().Written; w != 3 {
+			t.Errorf("%d steps written, want 3", w)
+		}
 		cancel()
 		synctest.Wait()
 	})

@@ -43,8 +43,8 @@ type agent struct {
 	mu      sync.Mutex
 	token   string
 	ttl     int
-	fetches int // tokens fetched
-	expired int // 401 answers
+	fetches int                     // tokens fetched
+	expired int                     // 401 answers
 	events  map[string]interruption // by EventId
 }
 

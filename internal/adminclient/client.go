@@ -258,6 +258,55 @@ func (c *Client) AddEvent(ctx context.Context, id string, ev controlplane.EventR
 	return &out, nil
 }
 
+// EndEvent moves an instance's maintenance event to history: verb is
+// "cancel" or "complete".
+func (c *Client) EndEvent(ctx context.Context, id, eventID, verb string) (*controlplane.InstanceRecord, error) {
+	var out controlplane.InstanceRecord
+	if _, err := c.do(ctx, http.MethodPost, "/v1/instances"+seg(id)+"/events"+seg(eventID)+"/"+verb, nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RescheduleEvent moves an instance's maintenance event to start at notBefore.
+func (c *Client) RescheduleEvent(ctx context.Context, id, eventID string, notBefore time.Time) (*controlplane.InstanceRecord, error) {
+	hdr, body, err := jsonBody(controlplane.RescheduleRequest{NotBefore: notBefore.UTC().Format(time.RFC3339)})
+	if err != nil {
+		return nil, err
+	}
+	var out controlplane.InstanceRecord
+	if _, err := c.do(ctx, http.MethodPost, "/v1/instances"+seg(id)+"/events"+seg(eventID)+"/reschedule", hdr, body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ChangeState stops, starts or terminates an instance (controlplane.StateStop, ...).
+func (c *Client) ChangeState(ctx context.Context, id, action string) (*controlplane.StateChange, error) {
+	hdr, body, err := jsonBody(controlplane.StateRequest{Action: action})
+	if err != nil {
+		return nil, err
+	}
+	var out controlplane.StateChange
+	if _, err := c.do(ctx, http.MethodPost, "/v1/instances"+seg(id)+"/state", hdr, body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// AddFleetEvent injects one event into every instance a request selects.
+func (c *Client) AddFleetEvent(ctx context.Context, req controlplane.FleetEventRequest) (*controlplane.FleetEventResult, error) {
+	hdr, body, err := jsonBody(req)
+	if err != nil {
+		return nil, err
+	}
+	var out controlplane.FleetEventResult
+	if _, err := c.do(ctx, http.MethodPost, "/v1/events", hdr, body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // ClearEvents removes an instance's Spot interruption, rebalance
 // recommendation and maintenance events.
 func (c *Client) ClearEvents(ctx context.Context, id string) (*controlplane.InstanceRecord, error) {

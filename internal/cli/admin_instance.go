@@ -132,13 +132,13 @@ func parseInstances(data []byte) ([]config.Instance, error) {
 func newInstanceLsCmd(f *adminFlags) *cobra.Command {
 	return newAdminLsCmd(f, "List the instances and their metadata options", "instances", (*adminclient.Client).Instances,
 		func(list []controlplane.InstanceSummary) any { return controlplane.InstanceList{Instances: list} },
-		"ID\tADDRESSES\tTOKENS\tHOP\tENDPOINT\tREVISION",
+		"ID\tSTATE\tADDRESSES\tTOKENS\tHOP\tENDPOINT\tREVISION",
 		func(in controlplane.InstanceSummary) string {
 			addrs := strings.Join(in.Addresses, ",")
 			if addrs == "" {
 				addrs = "-"
 			}
-			return fmt.Sprintf("%s\t%s\t%s\t%d\t%s\t%d", in.InstanceID, addrs, in.Options.HTTPTokens,
+			return fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%s\t%d", in.InstanceID, in.State, addrs, in.Options.HTTPTokens,
 				in.Options.HTTPPutResponseHopLimit, in.Options.HTTPEndpoint, in.Revision)
 		})
 }
@@ -171,32 +171,53 @@ func newInstanceRmCmd(f *adminFlags) *cobra.Command {
 
 func newInstanceEventCmd(f *adminFlags) *cobra.Command {
 	var (
-		spot, maintenance, at, description string
-		rebalance, clear                   bool
-		in, duration                       time.Duration
+		spot, maintenance, at, description, lifecycle string
+		cancel, complete                              string
+		rebalance, clear                              bool
+		in, duration                                  time.Duration
+		filters                                       []string
+		fraction                                      float64
+		seed                                          int64
 	)
 	cmd := &cobra.Command{
-		Use:   "event ID (--spot ACTION | --rebalance | --maintenance CODE | --clear)",
-		Short: "Inject a Spot interruption, rebalance recommendation or maintenance event",
+		Use:   "event [ID] (--spot ACTION | --rebalance | --maintenance CODE | --lifecycle STATE | --cancel EVENT | --complete EVENT | --clear)",
+		Short: "Inject, cancel or complete events: Spot, rebalance, maintenance, Auto Scaling",
 		Long: `Make an instance's metadata announce an event, as EC2 does, to test what
 runs inside it (a node termination handler, a drain script):
 
   --spot ACTION        spot/instance-action (and spot/termination-time for
                        terminate): ACTION is terminate, stop or hibernate, at
-                       --at, else in --in (default 2m, EC2's two-minute warning)
+                       --at, else in --in (default 2m, EC2's two-minute
+                       warning). When that time comes the instance stops or
+                       terminates.
   --rebalance          events/recommendations/rebalance, noticed now (or --at/--in)
   --maintenance CODE   an entry of events/maintenance/scheduled: CODE is
                        system-reboot, instance-reboot, system-maintenance,
                        instance-retirement or instance-stop, from --at/--in
-                       for --duration (default 2h)
-  --clear              remove all of these
+                       for --duration (default 2h); it moves to history as
+                       completed when the window ends
+  --lifecycle STATE    autoscaling/target-lifecycle-state: InService, Standby,
+                       Detached, Terminated, Warmed:Stopped, Warmed:Running,
+                       Warmed:Hibernated or Warmed:Terminated
+  --cancel EVENT       move a maintenance event to history as canceled
+  --complete EVENT     move a maintenance event to history as completed
+  --clear              remove the Spot interruption, recommendation and
+                       maintenance events
+
+Without an ID, the event goes to every running instance that matches the
+--filter flags (EC2's DescribeInstances filters: tag:KEY=VALUE,
+instance-type=TYPE, availability-zone=ZONE, ...; values separated by
+commas), or to a --fraction of them chosen by --seed.
 
 The change is served from the next request.`,
 		Example: `  imds instance event i-0123456789abcdef0 --spot terminate --in 2m
   imds instance event i-0123456789abcdef0 --rebalance
   imds instance event i-0123456789abcdef0 --maintenance system-reboot --at 2026-03-02T03:00:00Z
-  imds instance event i-0123456789abcdef0 --clear`,
-		Args: usageArgs(cobra.ExactArgs(1)),
+  imds instance event i-0123456789abcdef0 --cancel instance-event-0123456789abcdef0
+  imds instance event i-0123456789abcdef0 --lifecycle Terminated
+  imds instance event i-0123456789abcdef0 --clear
+  imds instance event --filter tag:pool=spot --fraction 0.3 --seed 7 --spot terminate`,
+		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFlags(cmd, nil, [2]string{"in", "at"}); err != nil {
 				return err
@@ -215,11 +236,21 @@ The change is served from the next request.`,
 				ev.Type, ev.Code = controlplane.EventMaintenance, maintenance
 				n++
 			}
-			if clear {
+			if lifecycle != "" {
+				ev.Type, ev.LifecycleState = controlplane.EventLifecycle, lifecycle
 				n++
 			}
+			end, endVerb := cancel, "cancel"
+			if complete != "" {
+				end, endVerb = complete, "complete"
+			}
+			for _, b := range []bool{clear, cancel != "", complete != ""} {
+				if b {
+					n++
+				}
+			}
 			if n != 1 {
-				return &exitError{ExitUsage, errors.New("give one of --spot, --rebalance, --maintenance and --clear")}
+				return &exitError{ExitUsage, errors.New("give one of --spot, --rebalance, --maintenance, --lifecycle, --cancel, --complete and --clear")}
 			}
 			if cmd.Flags().Changed("in") {
 				ev.In = in.String()
@@ -227,17 +258,50 @@ The change is served from the next request.`,
 			if cmd.Flags().Changed("duration") {
 				ev.Duration = duration.String()
 			}
-			if clear && (ev.Time != "" || ev.In != "" || ev.Duration != "" || ev.Description != "") {
-				return &exitError{ExitUsage, errors.New("--clear takes no other flag")}
+			if (clear || end != "") && (ev.Time != "" || ev.In != "" || ev.Duration != "" || ev.Description != "") {
+				return &exitError{ExitUsage, errors.New("--clear, --cancel and --complete take no --at, --in, --duration or --description")}
+			}
+			fleetWide := len(args) == 0
+			selects := len(filters) > 0 || cmd.Flags().Changed("fraction")
+			switch {
+			case !fleetWide && selects:
+				return &exitError{ExitUsage, errors.New("give an instance ID or --filter/--fraction, not both")}
+			case fleetWide && !selects:
+				return &exitError{ExitUsage, errors.New("give an instance ID, or --filter/--fraction to choose many instances")}
+			case fleetWide && ev.Type == "":
+				return &exitError{ExitUsage, errors.New("--clear, --cancel and --complete need an instance ID")}
 			}
 			c, err := f.client(cmd)
 			if err != nil {
 				return err
 			}
+			if fleetWide {
+				req := controlplane.FleetEventRequest{Fraction: fraction, Seed: seed, Event: ev}
+				for _, fl := range filters {
+					name, values, ok := strings.Cut(fl, "=")
+					if !ok || name == "" || values == "" {
+						return &exitError{ExitUsage, fmt.Errorf("--filter %q: want NAME=VALUE[,VALUE...], such as tag:pool=spot", fl)}
+					}
+					req.Filters = append(req.Filters, controlplane.Filter{Name: name, Values: strings.Split(values, ",")})
+				}
+				res, err := c.AddFleetEvent(cmd.Context(), req)
+				if err != nil {
+					return adminError(err, c, "fleet event")
+				}
+				w := cmd.OutOrStdout()
+				for _, id := range res.Instances {
+					fmt.Fprintf(w, "%s: %s\n", id, ev.Type)
+				}
+				fmt.Fprintf(w, "%d of %d matching instances\n", len(res.Instances), res.Matched)
+				return nil
+			}
 			var rec *controlplane.InstanceRecord
-			if clear {
+			switch {
+			case clear:
 				rec, err = c.ClearEvents(cmd.Context(), args[0])
-			} else {
+			case end != "":
+				rec, err = c.EndEvent(cmd.Context(), args[0], end, endVerb)
+			default:
 				rec, err = c.AddEvent(cmd.Context(), args[0], ev)
 			}
 			if err != nil {
@@ -251,11 +315,17 @@ The change is served from the next request.`,
 	fl.StringVar(&spot, "spot", "", "announce a Spot interruption: terminate, stop or hibernate")
 	fl.BoolVar(&rebalance, "rebalance", false, "announce a rebalance recommendation")
 	fl.StringVar(&maintenance, "maintenance", "", "schedule a maintenance event with this code")
+	fl.StringVar(&lifecycle, "lifecycle", "", "set the Auto Scaling target lifecycle state")
+	fl.StringVar(&cancel, "cancel", "", "cancel the maintenance event with this id")
+	fl.StringVar(&complete, "complete", "", "complete the maintenance event with this id")
 	fl.BoolVar(&clear, "clear", false, "remove the instance's interruption, recommendation and maintenance events")
 	fl.DurationVar(&in, "in", 0, "when the event happens, from now")
 	fl.StringVar(&at, "at", "", "when the event happens, an RFC 3339 time")
 	fl.DurationVar(&duration, "duration", 0, "length of a maintenance window")
 	fl.StringVar(&description, "description", "", "description of a maintenance event")
+	fl.StringArrayVar(&filters, "filter", nil, "without an ID: select instances, NAME=VALUE[,VALUE...] (repeatable)")
+	fl.Float64Var(&fraction, "fraction", 0, "without an ID: the fraction of matching instances to choose, in (0, 1]")
+	fl.Int64Var(&seed, "seed", 0, "with --fraction: the seed of the choice (same seed, same instances)")
 	return cmd
 }
 
@@ -273,7 +343,15 @@ func printEvents(cmd *cobra.Command, rec *controlplane.InstanceRecord) {
 		none = false
 	}
 	for _, e := range s.Events {
-		fmt.Fprintf(w, "%s: events/maintenance/scheduled %s %s from %s to %s (%s)\n", s.InstanceID, e.EventID, e.Code, e.NotBefore, e.NotAfter, e.State)
+		where := "scheduled"
+		if e.State == "canceled" || e.State == "completed" {
+			where = "history"
+		}
+		fmt.Fprintf(w, "%s: events/maintenance/%s %s %s from %s to %s (%s)\n", s.InstanceID, where, e.EventID, e.Code, e.NotBefore, e.NotAfter, e.State)
+		none = false
+	}
+	if s.TargetLifecycleState != "" {
+		fmt.Fprintf(w, "%s: autoscaling/target-lifecycle-state %s\n", s.InstanceID, s.TargetLifecycleState)
 		none = false
 	}
 	if none {

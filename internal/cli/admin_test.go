@@ -178,10 +178,10 @@ func TestInstanceCommands(t *testing.T) {
 			code: cli.ExitInvalid, stderr: []string{"instance-id: required"}},
 		{name: "missing file", args: []string{"instance", "put", "-f", filepath.Join(a.dataDir, "nope.yaml")}, code: cli.ExitFailure, stderr: []string{"nope.yaml"}},
 		{name: "ls", args: []string{"instance", "ls"}, stdout: []string{
-			"ID                   ADDRESSES         TOKENS    HOP  ENDPOINT  REVISION",
-			"i-0000000000000000a  10.0.0.1          required  2    enabled",
-			"i-0000000000000000b  10.0.0.2,fd00::2  optional  1    enabled",
-			"i-0000000000000000c  -                 optional  1    enabled",
+			"ID                   STATE    ADDRESSES         TOKENS    HOP  ENDPOINT  REVISION",
+			"i-0000000000000000a  running  10.0.0.1          required  2    enabled",
+			"i-0000000000000000b  running  10.0.0.2,fd00::2  optional  1    enabled",
+			"i-0000000000000000c  running  -                 optional  1    enabled",
 		}},
 		{name: "get", args: []string{"instance", "get", "i-0000000000000000a"}, stdout: []string{
 			"spec:\n  instance-id: i-0000000000000000a\n", "  user-data: |\n    #!/bin/sh\n    echo hello\n", "options:\n  http-tokens: required\n", "revision: ",
@@ -353,5 +353,66 @@ func TestOperatorKeyCommands(t *testing.T) {
 		{name: "revoke", args: []string{"keys", "operator", "revoke", id1}, stdout: []string{"operator key " + id1 + " revoked"}},
 		{name: "revoke again", args: []string{"keys", "operator", "revoke", id1}, code: cli.ExitFailure, stderr: []string{"does not exist"}},
 		{name: "revoke the last", args: []string{"keys", "operator", "revoke", id2}, code: cli.ExitFailure, stderr: []string{"the last one"}},
+	})
+}
+
+func TestInstanceEventLifecycleCommands(t *testing.T) {
+	a := newAdminCLI(t)
+	if code, _, errOut := a.run("", "instance", "put", "-f", a.file("vm.yaml", vmYAML)); code != 0 {
+		t.Fatal(errOut)
+	}
+	if code, _, errOut := a.run("", "instance", "put", "-f", a.file("fleet.yaml", fleetYAML)); code != 0 {
+		t.Fatal(errOut)
+	}
+	_, out, _ := a.run("", "instance", "event", "i-0000000000000000a", "--maintenance", "system-reboot", "--in", "1h")
+	i := strings.Index(out, "instance-event-")
+	if i < 0 {
+		t.Fatalf("no event id in %q", out)
+	}
+	eventID := out[i : i+len("instance-event-")+17]
+	runCases(t, a, []cliCase{
+		{name: "cancel", args: []string{"instance", "event", "i-0000000000000000a", "--cancel", eventID},
+			stdout: []string{"events/maintenance/history " + eventID + " system-reboot", "(canceled)"}},
+		{name: "complete a canceled event", args: []string{"instance", "event", "i-0000000000000000a", "--complete", eventID},
+			code: cli.ExitFailure, stderr: []string{"not active"}},
+		{name: "lifecycle", args: []string{"instance", "event", "i-0000000000000000a", "--lifecycle", "Terminated"},
+			stdout: []string{"autoscaling/target-lifecycle-state Terminated"}},
+		{name: "bad lifecycle", args: []string{"instance", "event", "i-0000000000000000a", "--lifecycle", "Gone"},
+			code: cli.ExitInvalid, stderr: []string{"lifecycle-state", "Gone"}},
+		{name: "fleet by tag", args: []string{"instance", "event", "--filter", "tag:Name=web-1", "--rebalance"},
+			stdout: []string{"i-0000000000000000a: rebalance", "1 of 1 matching instances"}},
+		{name: "fleet fraction", args: []string{"instance", "event", "--fraction", "0.5", "--seed", "3", "--spot", "terminate"},
+			stdout: []string{"2 of 3 matching instances"}},
+		{name: "fleet without a selection", args: []string{"instance", "event", "--spot", "terminate"}, code: cli.ExitUsage},
+		{name: "id and filter", args: []string{"instance", "event", "i-0000000000000000a", "--filter", "tag:a=b", "--rebalance"}, code: cli.ExitUsage},
+		{name: "bad filter", args: []string{"instance", "event", "--filter", "tag:a", "--rebalance"}, code: cli.ExitUsage, stderr: []string{"NAME=VALUE"}},
+		{name: "cancel fleet-wide", args: []string{"instance", "event", "--filter", "tag:a=b", "--cancel", eventID}, code: cli.ExitUsage},
+	})
+}
+
+func TestScenarioCommands(t *testing.T) {
+	a := newAdminCLI(t)
+	if code, _, errOut := a.run("", "instance", "put", "-f", a.file("fleet.yaml", fleetYAML)); code != 0 {
+		t.Fatal(errOut)
+	}
+	good := a.file("good.yaml", `steps:
+  - at: 0s
+    name: scale-in
+    instances: [i-0000000000000000b]
+    event: {type: lifecycle, lifecycle-state: Terminated}
+  - at: 0s
+    same-as: scale-in
+    state: terminate
+`)
+	bad := a.file("bad.yaml", "steps:\n  - at: 0s\n    name: x\n    instances: [i-0000000000000000b]\n    state: explode\n")
+	failing := a.file("failing.yaml", "steps:\n  - at: 0s\n    instances: [i-000000000000000ff]\n    state: stop\n")
+	runCases(t, a, []cliCase{
+		{name: "check", args: []string{"scenario", "check", good}, stdout: []string{"2 steps"}},
+		{name: "check a bad file", args: []string{"scenario", "check", bad}, code: cli.ExitInvalid, stderr: []string{"steps[0] (x): state", "explode"}},
+		{name: "run", args: []string{"scenario", "run", good},
+			stdout: []string{"+0s scale-in: lifecycle Terminated -> i-0000000000000000b", "+0s: terminate: i-0000000000000000b running -> shutting-down"}},
+		{name: "run a failing step", args: []string{"scenario", "run", failing}, code: cli.ExitFailure,
+			stdout: []string{"failed"}, stderr: []string{"does not exist"}},
+		{name: "run a missing file", args: []string{"scenario", "run", "/nonexistent.yaml"}, code: cli.ExitInvalid},
 	})
 }

@@ -183,7 +183,9 @@ type Instance struct {
 	Spot               *SpotAction        `yaml:"spot" json:"spot,omitempty"`
 	Rebalance          string             `yaml:"rebalance-notice-time" json:"rebalance-notice-time,omitempty"`
 	Events             []MaintenanceEvent `yaml:"maintenance-events" json:"maintenance-events,omitempty"`
-	MetadataOptions    MetadataOptions    `yaml:"metadata-options" json:"metadata-options,omitempty"`
+	// TargetLifecycleState is served at autoscaling/target-lifecycle-state.
+	TargetLifecycleState string          `yaml:"target-lifecycle-state" json:"target-lifecycle-state,omitempty"`
+	MetadataOptions      MetadataOptions `yaml:"metadata-options" json:"metadata-options,omitempty"`
 }
 
 // MetadataOptions are EC2's instance metadata options, with the AWS CLI's
@@ -203,6 +205,20 @@ type SpotAction struct {
 	Time   string `yaml:"time" json:"time,omitempty"`     // RFC 3339
 }
 
+// LifecycleStates are the values of autoscaling/target-lifecycle-state.
+var LifecycleStates = []string{
+	"InService", "Standby", "Detached", "Terminated",
+	"Warmed:Stopped", "Warmed:Running", "Warmed:Hibernated", "Warmed:Terminated",
+}
+
+// ValidateLifecycleState checks an Auto Scaling target lifecycle state.
+func ValidateLifecycleState(s string) error {
+	if !slices.Contains(LifecycleStates, s) {
+		return fmt.Errorf("want one of %s", strings.Join(LifecycleStates, ", "))
+	}
+	return nil
+}
+
 // MaintenanceEvent is one scheduled event, served in events/maintenance/.
 type MaintenanceEvent struct {
 	Code        string `yaml:"code" json:"code,omitempty"`
@@ -210,7 +226,10 @@ type MaintenanceEvent struct {
 	EventID     string `yaml:"event-id" json:"event-id,omitempty"`
 	NotBefore   string `yaml:"not-before" json:"not-before,omitempty"` // RFC 3339
 	NotAfter    string `yaml:"not-after" json:"not-after,omitempty"`   // RFC 3339
-	State       string `yaml:"state" json:"state,omitempty"`           // active | canceled | completed
+	// NotBeforeDeadline is the latest start ModifyInstanceEventStartTime
+	// accepts (RFC 3339); default not-before plus 21 days.
+	NotBeforeDeadline string `yaml:"not-before-deadline" json:"not-before-deadline,omitempty"`
+	State             string `yaml:"state" json:"state,omitempty"` // active | canceled | completed
 }
 
 // OrderedMap is a YAML mapping of strings that keeps the file's order.
@@ -483,6 +502,14 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// ValidateInstanceID checks the form of an instance id.
+func ValidateInstanceID(id string) error {
+	if !instanceIDRe.MatchString(id) {
+		return fmt.Errorf("%q is not an instance id (i- and 8 or 17 hex digits)", id)
+	}
+	return nil
+}
+
 // ValidateInstance checks one instance on its own, as the admin API receives
 // it. Uniqueness of ids and addresses across a fleet is checked where the
 // fleet is (the registry).
@@ -652,6 +679,11 @@ func (v *validator) instance(p string, in *Instance) {
 		v.timestamp(p+".spot.time", s.Time)
 	}
 	v.timestamp(p+".rebalance-notice-time", in.Rebalance)
+	if in.TargetLifecycleState != "" {
+		if err := ValidateLifecycleState(in.TargetLifecycleState); err != nil {
+			v.add(p+".target-lifecycle-state", in.TargetLifecycleState, err.Error())
+		}
+	}
 	v.timestamp(p+".launch-time", in.LaunchTime)
 	for j, e := range in.Events {
 		ep := fmt.Sprintf("%s.maintenance-events[%d]", p, j)
@@ -662,6 +694,7 @@ func (v *validator) instance(p string, in *Instance) {
 		v.oneOf(ep+".state", e.State, "active", "canceled", "completed")
 		v.timestamp(ep+".not-before", e.NotBefore)
 		v.timestamp(ep+".not-after", e.NotAfter)
+		v.timestamp(ep+".not-before-deadline", e.NotBeforeDeadline)
 		if e.NotBefore == "" {
 			v.add(ep+".not-before", "", "required")
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/imds/imds/internal/config"
+	"github.com/imds/imds/internal/events"
 	"github.com/imds/imds/internal/registry"
 )
 
@@ -23,6 +24,11 @@ func (h *Handler) adminRoutes(mux *http.ServeMux) {
 	mux.Handle("DELETE /v1/instances/{id}", h.adminAPI(h.deleteInstance))
 	mux.Handle("POST /v1/instances/{id}/events", h.adminAPI(h.addEvent))
 	mux.Handle("DELETE /v1/instances/{id}/events", h.adminAPI(h.clearEvents))
+	mux.Handle("POST /v1/instances/{id}/events/{event}/cancel", h.adminAPI(h.endEvent(events.Cancel, "canceled")))
+	mux.Handle("POST /v1/instances/{id}/events/{event}/complete", h.adminAPI(h.endEvent(events.Complete, "completed")))
+	mux.Handle("POST /v1/instances/{id}/events/{event}/reschedule", h.adminAPI(h.rescheduleEvent))
+	mux.Handle("POST /v1/instances/{id}/state", h.adminAPI(h.changeState))
+	mux.Handle("POST /v1/events", h.adminAPI(h.addFleetEvent))
 
 	mux.Handle("GET /v1/roles", h.adminAPI(h.listRoles))
 	mux.Handle("GET /v1/roles/{name}", h.adminAPI(h.getRole))
@@ -74,6 +80,7 @@ func instanceRecord(in *registry.Instance) InstanceRecord {
 		Options:    in.Options,
 		LaunchTime: in.LaunchTime,
 		FromConfig: in.SeedHash != "",
+		State:      in.State.Name(),
 		Revision:   in.Revision,
 	}
 }
@@ -93,6 +100,7 @@ func (h *Handler) listInstances(w http.ResponseWriter, r *http.Request) error {
 			InstanceID: in.Spec.InstanceID,
 			Addresses:  addrs,
 			Options:    in.Options,
+			State:      in.State.Name(),
 			Revision:   in.Revision,
 		})
 	}
@@ -266,7 +274,7 @@ func (h *Handler) addEvent(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeAdminBody(r, &ev); err != nil {
 		return err
 	}
-	apply, err := h.eventChange(ev)
+	apply, err := h.eventChange(ev, h.o.Now())
 	if err != nil {
 		return err
 	}
@@ -290,7 +298,7 @@ func (h *Handler) addEvent(w http.ResponseWriter, r *http.Request) error {
 }
 
 // eventChange checks ev and returns the change it makes to a spec.
-func (h *Handler) eventChange(ev EventRequest) (func(*config.Instance), error) {
+func (h *Handler) eventChange(ev EventRequest, now time.Time) (func(*config.Instance), error) {
 	in := time.Duration(0)
 	if ev.Type == EventSpot {
 		in = defaultSpotNotice
@@ -302,7 +310,7 @@ func (h *Handler) eventChange(ev EventRequest) (func(*config.Instance), error) {
 		}
 		in = d
 	}
-	at := h.o.Now().Add(in)
+	at := now.Add(in)
 	if ev.Time != "" {
 		if ev.In != "" {
 			return nil, badParam("time and in: give one of them")
@@ -321,6 +329,11 @@ func (h *Handler) eventChange(ev EventRequest) (func(*config.Instance), error) {
 		return nil
 	}
 
+	if ev.Type != EventLifecycle {
+		if err := notFor("lifecycle-state", ev.LifecycleState); err != nil {
+			return nil, err
+		}
+	}
 	switch ev.Type {
 	case EventSpot:
 		action := ev.Action
@@ -340,6 +353,16 @@ func (h *Handler) eventChange(ev EventRequest) (func(*config.Instance), error) {
 			return nil, err
 		}
 		return func(s *config.Instance) { s.Rebalance = ts }, nil
+
+	case EventLifecycle:
+		if err := errors.Join(notFor("action", ev.Action), notFor("code", ev.Code), notFor("description", ev.Description),
+			notFor("duration", ev.Duration), notFor("time", ev.Time), notFor("in", ev.In)); err != nil {
+			return nil, err
+		}
+		if err := config.ValidateLifecycleState(ev.LifecycleState); err != nil {
+			return nil, badParam("lifecycle-state %q: %v", ev.LifecycleState, err)
+		}
+		return func(s *config.Instance) { s.TargetLifecycleState = ev.LifecycleState }, nil
 
 	case EventMaintenance:
 		if err := notFor("action", ev.Action); err != nil {
@@ -372,7 +395,7 @@ func (h *Handler) eventChange(ev EventRequest) (func(*config.Instance), error) {
 		// The code is checked with the rest of the spec.
 		return func(s *config.Instance) { s.Events = append(s.Events, e) }, nil
 	}
-	return nil, badParam("type %q: want %s, %s or %s", ev.Type, EventSpot, EventRebalance, EventMaintenance)
+	return nil, badParam("type %q: want %s, %s, %s or %s", ev.Type, EventSpot, EventRebalance, EventMaintenance, EventLifecycle)
 }
 
 // newEventID makes an id in EC2's shape, instance-event-0123456789abcdef0.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/imds/imds/internal/events"
 	"io"
 	"mime"
 	"net/http"
@@ -64,6 +65,11 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	)
 	d := ErrorDetail{Code: CodeInternalError, Message: "internal error"}
 	status := http.StatusInternalServerError
+	var (
+		enf *events.EventNotFoundError
+		est *events.StateError
+		ese *events.EventStartError
+	)
 	switch {
 	case errors.As(err, &ae):
 		status, d = ae.status, ErrorDetail{ae.code, ae.message}
@@ -73,6 +79,12 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		if errors.Is(err, registry.ErrConflict) {
 			status, d.Code = http.StatusConflict, CodeConflict
 		}
+	case errors.As(err, &enf):
+		status, d = http.StatusNotFound, ErrorDetail{CodeNotFound, enf.Error()}
+	case errors.As(err, &ese):
+		status, d = http.StatusBadRequest, ErrorDetail{CodeInvalidParameter, ese.Error()}
+	case errors.Is(err, events.ErrEventNotActive), errors.As(err, &est):
+		status, d = http.StatusConflict, ErrorDetail{CodeConflict, err.Error()}
 	case errors.As(err, &nf):
 		status, d = http.StatusNotFound, ErrorDetail{CodeNotFound, nf.Error()}
 	case errors.Is(err, migration.ErrUnknownInstance):

@@ -135,9 +135,9 @@ func TestInstanceCRUD(t *testing.T) {
 	list := decodeAs[InstanceList](t, rec)
 	want := []InstanceSummary{
 		{InstanceID: "i-0000000000000000a", Addresses: []string{"10.0.0.1"},
-			Options: registry.Options{HTTPTokens: "required", HTTPPutResponseHopLimit: 2, HTTPEndpoint: "enabled", HTTPProtocolIPv6: "disabled", InstanceMetadataTags: "disabled"}},
+			Options: registry.Options{HTTPTokens: "required", HTTPPutResponseHopLimit: 2, HTTPEndpoint: "enabled", HTTPProtocolIPv6: "disabled", InstanceMetadataTags: "disabled"}, State: "running"},
 		{InstanceID: "i-0000000000000000b", Addresses: []string{"10.0.0.2"},
-			Options: registry.Options{HTTPTokens: "optional", HTTPPutResponseHopLimit: 1, HTTPEndpoint: "enabled", HTTPProtocolIPv6: "disabled", InstanceMetadataTags: "disabled"}},
+			Options: registry.Options{HTTPTokens: "optional", HTTPPutResponseHopLimit: 1, HTTPEndpoint: "enabled", HTTPProtocolIPv6: "disabled", InstanceMetadataTags: "disabled"}, State: "running"},
 	}
 	if diff := cmp.Diff(want, list.Instances, cmp.FilterPath(func(p cmp.Path) bool { return p.Last().String() == ".Revision" }, cmp.Ignore())); diff != "" {
 		t.Errorf("list (-want +got):\n%s", diff)

@@ -15,6 +15,7 @@ type InstanceSummary struct {
 	InstanceID string           `json:"instance-id"`
 	Addresses  []string         `json:"addresses"`
 	Options    registry.Options `json:"options"`
+	State      string           `json:"state"`
 	Revision   int64            `json:"revision"`
 }
 
@@ -34,8 +35,11 @@ type InstanceRecord struct {
 	// FromConfig is set on instances registered from the configuration file.
 	// Changes made through the API survive a restart until the file's entry
 	// for the instance changes.
-	FromConfig bool  `json:"from-config,omitempty"`
-	Revision   int64 `json:"revision"`
+	FromConfig bool `json:"from-config,omitempty"`
+	// State is the instance's EC2 state (running, stopping, stopped,
+	// shutting-down, terminated, pending).
+	State    string `json:"state"`
+	Revision int64  `json:"revision"`
 }
 
 // InstanceBatch is the body of PUT /v1/instances: instances to register or
@@ -124,6 +128,8 @@ const (
 	EventSpot        = "spot"
 	EventRebalance   = "rebalance"
 	EventMaintenance = "maintenance"
+	// EventLifecycle sets autoscaling/target-lifecycle-state.
+	EventLifecycle = "lifecycle"
 )
 
 // EventRequest is the body of POST /v1/instances/{id}/events: an interruption
@@ -144,6 +150,70 @@ type EventRequest struct {
 	In   string `json:"in,omitempty"`
 	// Duration is the length of a maintenance window; default 2h.
 	Duration string `json:"duration,omitempty"`
+	// LifecycleState of a lifecycle event: InService, Standby, Detached,
+	// Terminated, Warmed:Stopped, Warmed:Running, Warmed:Hibernated or
+	// Warmed:Terminated. It applies at once (Time and In do not apply).
+	LifecycleState string `json:"lifecycle-state,omitempty"`
+}
+
+// Filter selects instances as an EC2 DescribeInstances filter does: Name is
+// tag:KEY, instance-type, availability-zone, instance-id, ... and an instance
+// matches when it has one of Values (EC2's * and ? wildcards allowed).
+type Filter struct {
+	Name   string   `json:"name"`
+	Values []string `json:"values"`
+}
+
+// FleetEventRequest is the body of POST /v1/events: one event injected into
+// every running instance that matches all Filters (every running instance
+// when there are none), or into a Fraction of them.
+type FleetEventRequest struct {
+	Filters []Filter `json:"filters,omitempty"`
+	// Fraction of the matching instances to choose, in (0, 1]; 0 means all.
+	// At least one is chosen when any match.
+	Fraction float64 `json:"fraction,omitempty"`
+	// Seed makes the choice of a fraction: the same seed and fleet choose the
+	// same instances, and an instance added later does not change whether
+	// the others are chosen.
+	Seed  int64        `json:"seed,omitempty"`
+	Event EventRequest `json:"event"`
+}
+
+// FleetEventResult is the answer of POST /v1/events.
+type FleetEventResult struct {
+	// Matched is how many running instances matched the filters.
+	Matched int `json:"matched"`
+	// Instances are the ids the event was injected into, sorted.
+	Instances []string `json:"instances"`
+	// EventIDs are the ids of the maintenance events added, by instance.
+	EventIDs map[string]string `json:"event-ids,omitempty"`
+}
+
+// RescheduleRequest is the body of POST
+// /v1/instances/{id}/events/{event}/reschedule: the event's new start, RFC
+// 3339, checked as ModifyInstanceEventStartTime checks it.
+type RescheduleRequest struct {
+	NotBefore string `json:"not-before"`
+}
+
+// State actions of POST /v1/instances/{id}/state.
+const (
+	StateStop      = "stop"
+	StateStart     = "start"
+	StateTerminate = "terminate"
+)
+
+// StateRequest is the body of POST /v1/instances/{id}/state: what
+// StopInstances, StartInstances or TerminateInstances would do.
+type StateRequest struct {
+	Action string `json:"action"`
+}
+
+// StateChange is the answer of POST /v1/instances/{id}/state.
+type StateChange struct {
+	InstanceID string `json:"instance-id"`
+	Previous   string `json:"previous"`
+	Current    string `json:"current"`
 }
 
 // ErrorBody is every error answer of the admin API.

@@ -73,6 +73,11 @@ var ec2Actions = map[string]ec2Action{
 	"RegisterImage":                  (*Handler).registerImage,
 	"ModifyImageAttribute":           (*Handler).modifyImageAttribute,
 	"DescribeImageAttribute":         (*Handler).describeImageAttribute,
+	"DescribeInstanceStatus":         (*Handler).describeInstanceStatus,
+	"ModifyInstanceEventStartTime":   (*Handler).modifyInstanceEventStartTime,
+	"StopInstances":                  (*Handler).stopInstances,
+	"StartInstances":                 (*Handler).startInstances,
+	"TerminateInstances":             (*Handler).terminateInstances,
 }
 
 // ec2Query serves the EC2 Query API: Action=... and its parameters in a
@@ -122,6 +127,9 @@ func (h *Handler) ec2ErrorFor(c *ec2Call, err error) *ec2Error {
 		nf  *registry.NotFoundError
 		inv *registry.InvalidError
 	)
+	if e := eventsEC2Error(err); e != nil {
+		return e
+	}
 	switch {
 	case errors.As(err, &e):
 		return e

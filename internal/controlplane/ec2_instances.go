@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/imds/imds/internal/events"
 	"github.com/imds/imds/internal/fleet"
 	"github.com/imds/imds/internal/metadata"
 	"github.com/imds/imds/internal/registry"
@@ -94,6 +95,12 @@ type instanceXML struct {
 	ENASupport      bool               `xml:"enaSupport"`
 	MetadataOptions metadataOptionsXML `xml:"metadataOptions"`
 	IPv6Address     string             `xml:"ipv6Address,omitempty"`
+	StateReason     *stateReasonXML    `xml:"stateReason,omitempty"`
+}
+
+type stateReasonXML struct {
+	Code    string `xml:"code"`
+	Message string `xml:"message"`
 }
 
 // itemList is an EC2 list: <fooSet><item>...</item></fooSet>.
@@ -124,12 +131,6 @@ type nicXML struct {
 	IPv6Addresses *itemList[ipv6XML] `xml:"ipv6AddressesSet,omitempty"`
 }
 
-// EC2's code and name for a running instance: imds serves only running ones.
-const (
-	stateRunningCode = 16
-	stateRunning     = "running"
-)
-
 func instanceToXML(rec *registry.Instance, in *metadata.Instance) instanceXML {
 	x := instanceXML{
 		InstanceID:         in.ID,
@@ -153,7 +154,13 @@ func instanceToXML(rec *registry.Instance, in *metadata.Instance) instanceXML {
 		MetadataOptions:    optionsXML(rec.Options, "applied"),
 		IPv6Address:        in.IPv6,
 	}
-	x.InstanceState.Code, x.InstanceState.Name = stateRunningCode, stateRunning
+	x.InstanceState.Code, x.InstanceState.Name = rec.State.Code(), rec.State.Name()
+	if rec.StateReason != "" {
+		x.StateReason = &stateReasonXML{rec.StateReason, events.StateMessage(rec.StateReason)}
+		if rec.State.Gone() {
+			x.Reason = events.StateMessage(rec.StateReason)
+		}
+	}
 	x.Placement.AvailabilityZone = in.AvailabilityZone
 	x.Placement.AvailabilityZoneID = in.AvailabilityZoneID
 	x.Placement.Tenancy = "default"
@@ -255,9 +262,9 @@ func filterValues(name string, rec *registry.Instance, in *metadata.Instance) ([
 	case "network-interface.mac-address":
 		return one(in.MAC), true
 	case "instance-state-name":
-		return []string{stateRunning}, true
+		return []string{rec.State.Name()}, true
 	case "instance-state-code":
-		return []string{strconv.Itoa(stateRunningCode)}, true
+		return []string{strconv.Itoa(rec.State.Code())}, true
 	case "instance-lifecycle":
 		if in.LifeCycle == "on-demand" {
 			return nil, true

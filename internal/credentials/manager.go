@@ -86,6 +86,9 @@ type Subject struct {
 	// V1 says that the instance serves token-less (IMDSv1) requests
 	// (http-tokens optional); they get a set of their own.
 	V1 bool
+	// AccountID is the instance's account: the account of its instance
+	// profile's role when the role's source names none.
+	AccountID string
 }
 
 // Manager owns the credential sources of every role and the sets fetched from
@@ -277,17 +280,21 @@ func (m *Manager) For(sub Subject) metadata.DynamicFunc {
 }
 
 // ForExtended returns the renderer of iam/security-credentials-extended/ROLE,
-// the same document with AccountId, or nil when the role is unknown or its
-// account cannot be known (static keys without account-id). A process that
-// prints no AccountId gets 404 there, so that clients fall back to the
-// legacy path. It registers like For.
+// the same document with AccountId, or nil when the role is unknown. Static
+// keys without account-id get the instance's account (sub.AccountID), as on
+// EC2 an instance profile's role is in the instance's account; without that
+// too it is nil. A process that prints no AccountId gets 404 there, so that
+// clients fall back to the legacy path. It registers like For.
 func (m *Manager) ForExtended(sub Subject) metadata.DynamicFunc {
 	r := m.renderer(sub, false)
 	if r == nil {
 		return nil
 	}
 	if s, ok := r.v2.role.src.(*staticSource); ok && s.c.AccountID == "" {
-		return nil
+		if sub.AccountID == "" {
+			return nil
+		}
+		return r.extendedAs(sub.AccountID)
 	}
 	return r.extended
 }
@@ -593,6 +600,8 @@ func (m *Manager) succeeded(s *set, c *creds, now time.Time) event {
 	s.cur.Store(&view{
 		ok:       metadata.CredentialsJSON(c.AccessKeyID, c.SecretAccessKey, c.SessionToken, updated, exp),
 		extended: extendedJSON(c, updated, exp),
+		src:      c,
+		updated:  updated,
 		expires:  exp,
 		fail:     metadata.CredentialsErrorJSON(codeUnavailable, s.message(kindUnavailable, true), updated),
 	})

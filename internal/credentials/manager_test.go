@@ -154,7 +154,13 @@ func TestStaticServedWithoutFetching(t *testing.T) {
 		t.Error("For(unknown role) is not nil")
 	}
 	if f.m.ForExtended(Subject{Role: "app"}) != nil {
-		t.Error("ForExtended of static keys without account-id is not nil")
+		t.Error("ForExtended of static keys without account-id, for an instance without one, is not nil")
+	}
+	// The role is in the instance's account.
+	body, ok := f.m.ForExtended(Subject{Role: "app", InstanceID: "i-0123456789abcdef0", V1: true, AccountID: "210987654321"})(metadata.Request{V2: true})
+	legacy, _ := fn(metadata.Request{V2: true})
+	if want := strings.TrimSuffix(string(legacy), "\n}") + ",\n  \"AccountId\" : \"210987654321\"\n}"; !ok || string(body) != want {
+		t.Errorf("extended document of static keys without account-id:\n%s\nwant\n%s", body, want)
 	}
 	if f.m.ForIdentity(Subject{InstanceID: "i-0123456789abcdef0"}) != nil {
 		t.Error("ForIdentity without identity credentials is not nil")

@@ -45,6 +45,8 @@ type set struct {
 type view struct {
 	ok       []byte // the credentials document; nil when there is none yet
 	extended []byte // the same with AccountId; nil when the account is unknown
+	src      *creds // what ok and extended were rendered from
+	updated  time.Time
 	expires  time.Time
 	fail     []byte // the error form, served when ok is nil or expired
 }
@@ -97,6 +99,23 @@ func (r *renderer) extended(req metadata.Request) ([]byte, bool) {
 		return v.extended, v.extended != nil
 	}
 	return v.fail, true
+}
+
+// extendedAs renders iam/security-credentials-extended/ROLE with account as
+// the AccountId of credentials whose source names no account.
+func (r *renderer) extendedAs(account string) metadata.DynamicFunc {
+	return func(req metadata.Request) ([]byte, bool) {
+		v := r.view(req)
+		if v.ok == nil || !r.clock().Before(v.expires) {
+			return v.fail, true
+		}
+		if v.extended != nil {
+			return v.extended, true
+		}
+		c := *v.src
+		c.AccountID = account
+		return extendedJSON(&c, v.updated, v.expires), true
+	}
 }
 
 // event is what a fetch changed, for the log.

@@ -125,9 +125,11 @@ func TestMetadataBodies(t *testing.T) {
 		{"leaf with slash", tokenInstance, "/latest/meta-data/placement/availability-zone/", "ap-northeast-1a", "text/plain"},
 		{"dir without slash", tokenInstance, "/latest/meta-data/placement", "availability-zone\nregion", "text/plain"},
 		{"region", tokenInstance, "/latest/meta-data/placement/region", "ap-northeast-1", "text/plain"},
-		{"iam", tokenInstance, "/latest/meta-data/iam/", "info\nsecurity-credentials/", "text/plain"},
+		// The static role names no account: the extended document carries the instance's.
+		{"iam", tokenInstance, "/latest/meta-data/iam/", "info\nsecurity-credentials/\nsecurity-credentials-extended/", "text/plain"},
 		{"role list", tokenInstance, "/latest/meta-data/iam/security-credentials/", "bedrock-ui-ec2-role", "text/plain"},
 		{"credentials", tokenInstance, "/latest/meta-data/iam/security-credentials/bedrock-ui-ec2-role", "", "text/plain"},
+		{"credentials extended", tokenInstance, "/latest/meta-data/iam/security-credentials-extended/bedrock-ui-ec2-role", "", "text/plain"},
 		{"iam info", tokenInstance, "/latest/meta-data/iam/info", "", "text/plain"},
 		{"public keys", tokenInstance, "/latest/meta-data/public-keys/", "0=my-key", "text/plain"},
 		{"public key dir", tokenInstance, "/latest/meta-data/public-keys/0/", "openssh-key", "text/plain"},

@@ -65,6 +65,7 @@ func SettingsOf(c *config.Config) Settings {
 type Snapshot struct {
 	byID   map[string]*Entry
 	byAddr map[netip.Addr]*Entry
+	gone   map[netip.Addr]*Entry // addresses of stopped and terminated instances only
 	relays map[netip.Addr]*Relay
 	def    *Entry
 	Settings
@@ -74,7 +75,39 @@ type Snapshot struct {
 func (s *Snapshot) ByAddr(a netip.Addr) *Entry { return s.byAddr[a.Unmap()] }
 
 // ByID returns the instance with this id.
-func (s *Snapshot) ByID(id string) *Entry { return s.byID[id] }
+//
+// ByID, ByAddr and Default leave out stopped and terminated instances: no
+// code runs on them to call, and a caller that still uses such an
+// instance's address or id is answered as an unknown one.
+func (s *Snapshot) ByID(id string) *Entry {
+	if e := s.byID[id]; e != nil && !e.Instance.State.Gone() {
+		return e
+	}
+	return nil
+}
+
+// GoneAt returns the stopped or terminated instance whose addresses contain
+// a, when no running one has it: to say why its caller is refused.
+func (s *Snapshot) GoneAt(a netip.Addr) *Entry { return s.gone[a.Unmap()] }
+
+// GoneByID returns the instance with this id if it is stopped or
+// terminated.
+func (s *Snapshot) GoneByID(id string) *Entry {
+	if e := s.byID[id]; e != nil && e.Instance.State.Gone() {
+		return e
+	}
+	return nil
+}
+
+// Records calls yield with the record of every instance, stopped and
+// terminated ones included, until yield returns false.
+func (s *Snapshot) Records(yield func(*registry.Instance) bool) {
+	for _, e := range s.byID {
+		if !yield(e.record) {
+			return
+		}
+	}
+}
 
 // RelayAt returns the relay whose addresses contain a.
 func (s *Snapshot) RelayAt(a netip.Addr) *Relay { return s.relays[a.Unmap()] }
@@ -198,8 +231,22 @@ func (b *Builder) Snapshot(set Settings) *Snapshot {
 		Settings: set,
 	}
 	for _, e := range s.byID {
+		if e.Instance.State.Gone() {
+			for _, a := range e.Instance.Addresses {
+				if s.gone == nil {
+					s.gone = map[netip.Addr]*Entry{}
+				}
+				s.gone[a] = e
+			}
+			continue
+		}
 		for _, a := range e.Instance.Addresses {
 			s.byAddr[a] = e
+		}
+	}
+	for a := range s.gone {
+		if s.byAddr[a] != nil {
+			delete(s.gone, a)
 		}
 	}
 	for _, rl := range b.relays {
@@ -210,7 +257,7 @@ func (b *Builder) Snapshot(set Settings) *Snapshot {
 			}
 		}
 	}
-	s.def = s.byID[set.DefaultInstance]
+	s.def = s.ByID(set.DefaultInstance)
 	b.last, b.dirty = s, false
 	return s
 }
@@ -220,6 +267,7 @@ func (b *Builder) Snapshot(set Settings) *Snapshot {
 func MetadataInstance(rec *registry.Instance) *metadata.Instance {
 	in := instanceFromSpec(&rec.Spec)
 	in.LaunchTime = rec.LaunchTime
+	in.State = rec.State
 	in.Options = metadata.Options{
 		TokensRequired:  rec.Options.HTTPTokens == "required",
 		HopLimit:        rec.Options.HTTPPutResponseHopLimit,
@@ -235,7 +283,7 @@ func (b *Builder) build(rec *registry.Instance) *Entry {
 	in := MetadataInstance(rec)
 	src := metadata.Sources{Sign: b.sign}
 	if b.creds != nil {
-		sub := credentials.Subject{Role: in.Role, InstanceID: in.ID, V1: !in.Options.TokensRequired}
+		sub := credentials.Subject{Role: in.Role, InstanceID: in.ID, V1: !in.Options.TokensRequired, AccountID: in.AccountID}
 		src.Credentials = b.creds.For(sub) // also clears what a role-less instance had
 		src.IdentityCredentials = b.creds.ForIdentity(sub)
 		if in.Role != "" {
@@ -283,33 +331,34 @@ func FromConfig(c *config.Config, clock func() time.Time, creds Credentials) (*S
 
 func instanceFromSpec(ci *config.Instance) *metadata.Instance {
 	in := &metadata.Instance{
-		ID:                  ci.InstanceID,
-		AccountID:           ci.AccountID,
-		AMIID:               ci.AMIID,
-		AMILaunchIndex:      ci.AMILaunchIndex,
-		InstanceType:        ci.InstanceType,
-		Architecture:        ci.Architecture,
-		AvailabilityZone:    ci.AvailabilityZone,
-		AvailabilityZoneID:  ci.AvailabilityZoneID,
-		Region:              ci.Region,
-		LocalIPv4:           ci.LocalIPv4,
-		PublicIPv4:          ci.PublicIPv4,
-		IPv6:                ci.IPv6,
-		MAC:                 ci.MAC,
-		Hostname:            ci.Hostname,
-		PublicHostname:      ci.PublicHostname,
-		ReservationID:       ci.ReservationID,
-		InterfaceID:         ci.InterfaceID,
-		SubnetID:            ci.SubnetID,
-		SubnetCIDR:          ci.SubnetCIDR,
-		VPCID:               ci.VPCID,
-		VPCCIDR:             ci.VPCCIDR,
-		SecurityGroups:      ci.SecurityGroups,
-		SecurityGroupIDs:    ci.SecurityGroupIDs,
-		UserData:            ci.UserDataBytes(),
-		Role:                ci.IAMRole,
-		InstanceProfileName: ci.InstanceProfile,
-		LifeCycle:           ci.LifeCycle,
+		ID:                   ci.InstanceID,
+		AccountID:            ci.AccountID,
+		AMIID:                ci.AMIID,
+		AMILaunchIndex:       ci.AMILaunchIndex,
+		InstanceType:         ci.InstanceType,
+		Architecture:         ci.Architecture,
+		AvailabilityZone:     ci.AvailabilityZone,
+		AvailabilityZoneID:   ci.AvailabilityZoneID,
+		Region:               ci.Region,
+		LocalIPv4:            ci.LocalIPv4,
+		PublicIPv4:           ci.PublicIPv4,
+		IPv6:                 ci.IPv6,
+		MAC:                  ci.MAC,
+		Hostname:             ci.Hostname,
+		PublicHostname:       ci.PublicHostname,
+		ReservationID:        ci.ReservationID,
+		InterfaceID:          ci.InterfaceID,
+		SubnetID:             ci.SubnetID,
+		SubnetCIDR:           ci.SubnetCIDR,
+		VPCID:                ci.VPCID,
+		VPCCIDR:              ci.VPCCIDR,
+		SecurityGroups:       ci.SecurityGroups,
+		SecurityGroupIDs:     ci.SecurityGroupIDs,
+		UserData:             ci.UserDataBytes(),
+		Role:                 ci.IAMRole,
+		InstanceProfileName:  ci.InstanceProfile,
+		LifeCycle:            ci.LifeCycle,
+		TargetLifecycleState: ci.TargetLifecycleState,
 	}
 	for _, kv := range ci.PublicKeys {
 		in.PublicKeys = append(in.PublicKeys, metadata.KeyValue{Key: kv.Key, Value: kv.Value})

@@ -39,6 +39,7 @@ type Syncer struct {
 	builder  *Builder
 	roles    RoleSource
 	onTokens func(registry.TokenRing)
+	onPub    func()
 	settings Settings
 	log      *slog.Logger
 	clock    func() time.Time
@@ -64,9 +65,12 @@ type SyncerOptions struct {
 	Roles    RoleSource
 	Sign     metadata.SignFunc        // identity signatures; nil for none
 	OnTokens func(registry.TokenRing) // called with every version of the key ring
-	Settings Settings
-	Logger   *slog.Logger
-	Clock    func() time.Time
+	// OnPublish is called after each new snapshot is published; it must not
+	// block.
+	OnPublish func()
+	Settings  Settings
+	Logger    *slog.Logger
+	Clock     func() time.Time
 	// ProbeInterval is how often the store is asked whether it answers, so
 	// that an outage shows in Status even while a watch stays open (an etcd
 	// client retries in silence). Default 5s.
@@ -85,7 +89,7 @@ func NewSyncer(o SyncerOptions) *Syncer {
 		o.ProbeInterval = 5 * time.Second
 	}
 	s := &Syncer{
-		st: o.Store, roles: o.Roles, onTokens: o.OnTokens, settings: o.Settings,
+		st: o.Store, roles: o.Roles, onTokens: o.OnTokens, onPub: o.OnPublish, settings: o.Settings,
 		log: o.Logger, clock: o.Clock, roleSpecs: map[string]*config.Role{},
 		probeEvery: o.ProbeInterval, published: make(chan struct{}),
 	}
@@ -234,6 +238,9 @@ func (s *Syncer) publish(ctx context.Context) {
 	s.lastSync.Store(s.clock().UnixNano())
 	s.synced.Store(true)
 	s.lastErr.Store(nil)
+	if s.onPub != nil {
+		s.onPub()
+	}
 }
 
 func (s *Syncer) fail(err error) {

@@ -16,6 +16,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
 
@@ -71,7 +72,7 @@ func Resolve(s *fleet.Snapshot, r *http.Request, src netip.Addr) (*fleet.Entry, 
 		if e := s.ByID(id); e != nil {
 			return e, ViaBound, nil
 		}
-		return nil, ViaNone, ErrUnknownCaller
+		return nil, ViaNone, goneOr(s.GoneByID(id))
 	}
 	if rl := s.RelayAt(src); rl != nil {
 		ids := r.Header[HeaderInstanceID]
@@ -87,10 +88,22 @@ func Resolve(s *fleet.Snapshot, r *http.Request, src netip.Addr) (*fleet.Entry, 
 	if e := s.ByAddr(src); e != nil {
 		return e, ViaAddress, nil
 	}
+	if g := s.GoneAt(src); g != nil {
+		return nil, ViaNone, goneOr(g)
+	}
 	if e := s.Default(); e != nil {
 		return e, ViaDefault, nil
 	}
 	return nil, ViaNone, ErrUnknownCaller
+}
+
+// goneOr is ErrUnknownCaller, saying so when the caller is a stopped or
+// terminated instance.
+func goneOr(g *fleet.Entry) error {
+	if g == nil {
+		return ErrUnknownCaller
+	}
+	return fmt.Errorf("%w: instance %s is %s", ErrUnknownCaller, g.Instance.ID, g.Instance.State.Name())
 }
 
 // Sign is the relay signature of an instance id.

@@ -55,6 +55,9 @@ func Build(in *Instance, src Sources, now time.Time) *Tree {
 	md("ami-id", in.AMIID)
 	md("ami-launch-index", strconv.Itoa(in.AMILaunchIndex))
 	md("ami-manifest-path", "(unknown)")
+	if in.TargetLifecycleState != "" {
+		md("autoscaling/target-lifecycle-state", in.TargetLifecycleState)
+	}
 	md("block-device-mapping/ami", "/dev/xvda")
 	md("block-device-mapping/root", "/dev/xvda")
 

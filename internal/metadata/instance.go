@@ -66,6 +66,8 @@ type Instance struct {
 	Spot                       *Spot
 	RebalanceNotice            time.Time
 	Events                     []Event
+	TargetLifecycleState       string // autoscaling/target-lifecycle-state; "" for none
+	State                      State
 	Options                    Options
 	Addresses                  []netip.Addr
 }
@@ -128,10 +130,10 @@ func (in *Instance) Derive() {
 	for i := range in.Events {
 		e := &in.Events[i]
 		if e.EventID == "" {
-			e.EventID = "instance-event-" + h(fmt.Sprintf("event/%d", i), 17)
+			e.EventID = DerivedEventID(in.ID, i)
 		}
 		if e.NotAfter.IsZero() && !e.NotBefore.IsZero() {
-			e.NotAfter = e.NotBefore.Add(2 * time.Hour)
+			e.NotAfter = e.NotBefore.Add(DefaultEventWindow)
 		}
 	}
 	if in.Options.HopLimit == 0 {
@@ -217,3 +219,14 @@ func publicDNS(ip, region string) string {
 	}
 	return name + "." + region + ".compute." + domain
 }
+
+// DerivedEventID is the id of an instance's i-th maintenance event when its
+// record names none: stable across restarts and replicas.
+func DerivedEventID(instanceID string, i int) string {
+	s := sha256.Sum256([]byte(instanceID + "/" + fmt.Sprintf("event/%d", i)))
+	return "instance-event-" + hex.EncodeToString(s[:])[:17]
+}
+
+// DefaultEventWindow is the length of a maintenance window whose end is not
+// given.
+const DefaultEventWindow = 2 * time.Hour

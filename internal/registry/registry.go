@@ -156,6 +156,7 @@ func (r *Registry) Put(ctx context.Context, spec config.Instance, ifRev int64, s
 		rec.Options = opts
 	} else {
 		rec.LaunchTime = old.LaunchTime
+		rec.State, rec.StateUntil, rec.StateReason = old.State, old.StateUntil, old.StateReason
 		rec.Options = mergeChangedOptions(old.Options, old.Spec.MetadataOptions, spec.MetadataOptions)
 	}
 
@@ -209,14 +210,26 @@ func (r *Registry) Delete(ctx context.Context, id string, ifRev int64) error {
 	return nil
 }
 
-// update applies f to the instance with a compare-and-swap loop.
+// ErrUnchanged is what an Update function returns to leave the record as it
+// is; Update then returns the record it read, without error.
+var ErrUnchanged = errors.New("registry: unchanged")
+
+// Update applies f to the instance's record with a compare-and-swap loop: f
+// sees the current record and changes it in place; an error from f stops the
+// update (ErrUnchanged without writing anything).
+func (r *Registry) Update(ctx context.Context, id string, f func(*Instance) error) (*Instance, error) {
+	return r.update(ctx, id, f)
+}
+
 func (r *Registry) update(ctx context.Context, id string, f func(*Instance) error) (*Instance, error) {
 	for range 10 {
 		in, err := r.Instance(ctx, id)
 		if err != nil {
 			return nil, err
 		}
-		if err := f(in); err != nil {
+		if err := f(in); errors.Is(err, ErrUnchanged) {
+			return in, nil
+		} else if err != nil {
 			return nil, err
 		}
 		rev, err := r.putJSON(ctx, PrefixInstances+id, in, in.Revision)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/imds/imds/internal/config"
+	"github.com/imds/imds/internal/metadata"
 )
 
 // Key prefixes in the store.
@@ -42,6 +43,11 @@ type Instance struct {
 	// SeedHash is set on instances that came from the configuration file: the
 	// hash of their entry when it was last applied.
 	SeedHash string `json:"seed-hash,omitempty"`
+	// State is the instance's EC2 state; "" is running. Package events moves
+	// it on when its time comes (StateUntil ends a transitional state).
+	State       metadata.State `json:"state,omitempty"`
+	StateUntil  time.Time      `json:"state-until,omitzero"`
+	StateReason string         `json:"state-reason,omitempty"`
 	// Revision is the store revision of this record (not stored in it).
 	Revision int64 `json:"-"`
 }

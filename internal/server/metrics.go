@@ -35,6 +35,14 @@ func (s *Server) registerMetrics() {
 			Name: "imds_fleet_snapshots_total",
 			Help: "Snapshots published to the data plane.",
 		}, func() float64 { return float64(s.syncer.Status().Snapshots) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "imds_event_steps_total",
+			Help: "Timed event steps this replica wrote (a Spot time, a maintenance window's end, the end of a transitional state).",
+		}, func() float64 { return float64(s.events.Stats().Written) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "imds_event_step_failures_total",
+			Help: "Writes of timed event steps that failed and are retried.",
+		}, func() float64 { return float64(s.events.Stats().Failed) }),
 		newCredentialsCollector(s),
 	)
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/imds/imds/internal/controlplane"
 	"github.com/imds/imds/internal/credentials"
 	"github.com/imds/imds/internal/dataplane"
+	"github.com/imds/imds/internal/events"
 	"github.com/imds/imds/internal/fleet"
 	"github.com/imds/imds/internal/identity"
 	"github.com/imds/imds/internal/migration"
@@ -69,6 +70,8 @@ type Options struct {
 	WrapDataPlane func(http.Handler) http.Handler
 	Logger        *slog.Logger
 	Now           func() time.Time
+	// EventClock is when timed event steps fire; nil for the system clock.
+	EventClock events.Clock
 }
 
 // ConfigError: the configuration file could not be read or is invalid.
@@ -85,6 +88,7 @@ type Server struct {
 	reg      *registry.Registry
 	creds    *credentials.Manager
 	syncer   *fleet.Syncer
+	events   *events.Runner
 	handler  *dataplane.Handler
 	admin    *controlplane.Handler
 	recorder *migration.Recorder
@@ -163,7 +167,13 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		Settings: s.settings,
 		Logger:   o.Logger.With("component", "fleet"),
 		Clock:    o.Now,
+		OnPublish: func() {
+			if s.events != nil {
+				s.events.Notify()
+			}
+		},
 	})
+	s.events = events.NewRunner(s.reg, func() events.Records { return s.syncer.Fleet().Load().Records }, o.EventClock, o.Logger)
 	s.metrics = prometheus.NewRegistry()
 	if err := s.newRecorder(ctx, cfg); err != nil {
 		s.st.Close()
@@ -464,6 +474,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	g.Go(func() error { return s.ops.Run(gctx) })
 	g.Go(func() error { return s.limit.Run(gctx, time.Minute) })
+	g.Go(func() error { return s.events.Run(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/imds/imds/internal/config"
+	"github.com/imds/imds/internal/events/scenario"
 	"github.com/imds/imds/internal/testenv"
 )
 
@@ -81,6 +82,26 @@ func TestConfigExamplesLoad(t *testing.T) {
 	}
 	if seen == 0 {
 		t.Fatal("no configuration example found in README.md")
+	}
+}
+
+// TestScenarioExamplesParse checks every YAML block that is a scenario (it
+// has steps:) with the real parser; test/nth plays them.
+func TestScenarioExamplesParse(t *testing.T) {
+	seen := 0
+	for _, path := range docs(t) {
+		for _, b := range blocks(t, path) {
+			if b.lang != "yaml" || !regexp.MustCompile(`(?m)^steps:`).MatchString(b.body) {
+				continue
+			}
+			seen++
+			if _, err := scenario.Parse([]byte(b.body)); err != nil {
+				t.Errorf("%s:%d: scenario example does not parse:\n%v", b.file, b.line, err)
+			}
+		}
+	}
+	if seen < 3 {
+		t.Fatalf("%d scenario examples found in docs/, want at least 3", seen)
 	}
 }
 

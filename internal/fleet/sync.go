@@ -324,7 +324,9 @@ func (s *Syncer) probe(ctx context.Context) {
 	}
 }
 
-// follow applies events until the channel closes, publishing once per burst.
+// follow applies events until the channel closes, publishing once per burst
+// that changed what the snapshot holds. A burst of other records (migration
+// records, operator keys, address claims) only moves the published revision.
 func (s *Syncer) follow(ctx context.Context, ch <-chan store.Event) {
 	for {
 		ev, ok := <-ch
@@ -332,7 +334,7 @@ func (s *Syncer) follow(ctx context.Context, ch <-chan store.Event) {
 			return
 		}
 		s.mu.Lock()
-		s.apply(ev)
+		changed := s.apply(ev)
 	drain:
 		for {
 			select {
@@ -340,20 +342,28 @@ func (s *Syncer) follow(ctx context.Context, ch <-chan store.Event) {
 				if !ok {
 					break drain
 				}
-				s.apply(ev)
+				changed = s.apply(ev) || changed
 			default:
 				break drain
 			}
 		}
-		s.mu.Unlock()
-		s.publish(ctx)
+		if !changed {
+			s.pubRev = s.rev
+			close(s.published)
+			s.published = make(chan struct{})
+			s.mu.Unlock()
+		} else {
+			s.mu.Unlock()
+			s.publish(ctx)
+		}
 		if !ok {
 			return
 		}
 	}
 }
 
-func (s *Syncer) apply(ev store.Event) {
+// apply applies one change and reports whether it concerns the snapshot.
+func (s *Syncer) apply(ev store.Event) bool {
 	if ev.Revision > s.rev {
 		s.rev = ev.Revision
 	}
@@ -363,12 +373,12 @@ func (s *Syncer) apply(ev store.Event) {
 		id := strings.TrimPrefix(key, registry.PrefixInstances)
 		if ev.Deleted {
 			s.builder.RemoveInstance(id)
-			return
+			return true
 		}
 		rec, err := registry.DecodeInstance(ev.Item)
 		if err != nil {
 			s.log.Error("skip bad instance record", "key", key, "err", err)
-			return
+			return false
 		}
 		s.builder.PutInstance(rec)
 	case strings.HasPrefix(key, registry.PrefixRoles):
@@ -392,7 +402,10 @@ func (s *Syncer) apply(ev store.Event) {
 		}
 	case key == registry.KeyTokenRing && !ev.Deleted:
 		s.applyTokens(ev.Item)
+	default:
+		return false
 	}
+	return true
 }
 
 // Status is what /readyz and metrics report of the syncer.

@@ -25,7 +25,10 @@ type MaintenanceEvent struct {
 
 // SetSpotInterruption serves a Spot interruption notice for action
 // (SpotTerminate, SpotStop or SpotHibernate) at the given time:
-// spot/instance-action, and spot/termination-time for terminate.
+// spot/instance-action, and spot/termination-time for terminate. When that
+// time arrives (by the system clock) the instance goes away as on EC2: it
+// stops or terminates and its metadata answers 403. Give a time in the
+// future to keep the notice served.
 func (i *Instance) SetSpotInterruption(action string, at time.Time) {
 	i.s.t.Helper()
 	i.update("SetSpotInterruption", func(in *config.Instance) {

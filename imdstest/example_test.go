@@ -94,7 +94,7 @@ func ExampleInstance_SetMetadataOptions() {
 func ExampleInstance_SetSpotInterruption() {
 	runTest(func(t testing.TB) {
 		srv := imdstest.New(t)
-		srv.SetSpotInterruption(imdstest.SpotTerminate, time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC))
+		srv.SetSpotInterruption(imdstest.SpotTerminate, time.Date(2030, 3, 4, 5, 6, 7, 0, time.UTC))
 
 		client := imds.New(imds.Options{Endpoint: srv.URL()})
 		out, err := client.GetMetadata(t.Context(), &imds.GetMetadataInput{Path: "spot/instance-action"})
@@ -104,7 +104,7 @@ func ExampleInstance_SetSpotInterruption() {
 		notice, _ := io.ReadAll(out.Content)
 		fmt.Println(string(notice))
 	})
-	// Output: {"action": "terminate", "time": "2026-03-04T05:06:07Z"}
+	// Output: {"action": "terminate", "time": "2030-03-04T05:06:07Z"}
 }
 
 // runTest runs body with a stand-in for *testing.T: an Example function has

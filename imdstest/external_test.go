@@ -53,8 +53,8 @@ func TestWithImds(t *testing.T) {
 		t.Errorf("IMDSv1 after tokens required: got %d, want 401", res.StatusCode)
 	}
 
-	srv.SetSpotInterruption(imdstest.SpotTerminate, time.Date(2026, 7, 8, 9, 10, 11, 0, time.UTC))
-	if got, want := get("spot/instance-action"), ` + "`" + `{"action": "terminate", "time": "2026-07-08T09:10:11Z"}` + "`" + `; got != want {
+	srv.SetSpotInterruption(imdstest.SpotTerminate, time.Date(2030, 7, 8, 9, 10, 11, 0, time.UTC))
+	if got, want := get("spot/instance-action"), ` + "`" + `{"action": "terminate", "time": "2030-07-08T09:10:11Z"}` + "`" + `; got != want {
 		t.Errorf("spot notice: got %s, want %s", got, want)
 	}
 }

@@ -101,16 +101,16 @@ func TestEvents(t *testing.T) {
 	t.Parallel()
 	srv := imdstest.New(t)
 	c := sdk(srv)
-	at := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
+	at := time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC)
 	if code, _ := getV1(t, srv, "/latest/meta-data/spot/instance-action"); code != 404 {
 		t.Fatalf("spot/instance-action before any notice: got %d, want 404", code)
 	}
 	srv.SetSpotInterruption(imdstest.SpotStop, at)
-	if got, want := getMetadata(t, c, "spot/instance-action"), `{"action": "stop", "time": "2026-05-06T07:08:09Z"}`; got != want {
+	if got, want := getMetadata(t, c, "spot/instance-action"), `{"action": "stop", "time": "2030-05-06T07:08:09Z"}`; got != want {
 		t.Errorf("spot/instance-action: got %s, want %s", got, want)
 	}
 	srv.SetRebalanceRecommendation(at.Add(-time.Minute))
-	if got, want := getMetadata(t, c, "events/recommendations/rebalance"), `{"noticeTime": "2026-05-06T07:07:09Z"}`; got != want {
+	if got, want := getMetadata(t, c, "events/recommendations/rebalance"), `{"noticeTime": "2030-05-06T07:07:09Z"}`; got != want {
 		t.Errorf("rebalance: got %s, want %s", got, want)
 	}
 	srv.AddMaintenanceEvent(imdstest.MaintenanceEvent{Code: "system-reboot", Description: "scheduled reboot",

@@ -36,6 +36,8 @@ const (
 	DefaultFlushMax        = 500
 	// MaxUserAgent is the length a User-Agent is cut to before it is kept.
 	MaxUserAgent = 256
+	// MaxProcess bounds a process description as kept.
+	MaxProcess = 512
 )
 
 // Config sets the recorder's window and bounds.
@@ -128,6 +130,9 @@ type key struct {
 	instance string
 	addr     netip.Addr
 	ua       string
+	// process is the calling process where it is known (imds guard), so
+	// that two processes behind one address are two callers.
+	process string
 }
 
 // record is one caller (address and User-Agent) of one instance. Every field
@@ -138,6 +143,7 @@ type record struct {
 	addr     netip.Addr
 	via      identity.Via
 	ua       string
+	process  string
 	first    int64 // unix nanoseconds
 
 	last         atomic.Int64
@@ -298,7 +304,11 @@ func (r *Recorder) Observe(o dataplane.Outcome) {
 	if len(ua) > MaxUserAgent {
 		ua = ua[:MaxUserAgent]
 	}
-	k := key{o.Instance, o.Source, ua}
+	proc := o.Process
+	if len(proc) > MaxProcess {
+		proc = proc[:MaxProcess]
+	}
+	k := key{o.Instance, o.Source, ua, proc}
 	sh := r.shardOf(&k)
 	rec := (*sh.m.Load())[k]
 	if rec == nil {
@@ -344,7 +354,7 @@ func (r *Recorder) insert(sh *shard, k key, in *inst, via identity.Via) *record 
 		r.dropped.Add(1)
 		return r.overflow(in)
 	}
-	rec := &record{in: in, instance: k.instance, addr: k.addr, via: via, ua: k.ua, first: r.now().UnixNano()}
+	rec := &record{in: in, instance: k.instance, addr: k.addr, via: via, ua: k.ua, process: k.process, first: r.now().UnixNano()}
 	in.agents[k.addr] = n + 1
 	r.put(sh, k, rec)
 	return rec

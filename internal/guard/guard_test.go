@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -138,6 +139,11 @@ func newRing(t *testing.T, now func() time.Time) *token.Ring {
 
 func start(t *testing.T, yaml string) *env {
 	t.Helper()
+	return startWith(t, yaml, nil)
+}
+
+func startWith(t *testing.T, yaml string, procs guard.ProcessFinder) *env {
+	t.Helper()
 	up, f := startUpstream(t)
 	c, err := config.Parse([]byte(strings.Replace(yaml, "guard:\n", "guard:\n  upstream: "+up.URL+"\n", 1)))
 	if err != nil {
@@ -145,7 +151,7 @@ func start(t *testing.T, yaml string) *env {
 	}
 	clk := &clock{t: time.Now()}
 	seen := &outcomes{}
-	g, err := guard.New(guard.Options{Config: c.Guard, Roles: c.Roles, Ring: newRing(t, clk.now), Observer: seen, Now: clk.now})
+	g, err := guard.New(guard.Options{Config: c.Guard, Roles: c.Roles, Ring: newRing(t, clk.now), Observer: seen, Processes: procs, Now: clk.now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,5 +402,20 @@ func TestUpdateSwapsPolicy(t *testing.T) {
 	}
 	if code, _, _ := do(t, client("127.0.0.1"), "GET", e.url+"/latest/meta-data/instance-id"); code != 401 {
 		t.Errorf("v1 after the default became refuse: %d, want 401", code)
+	}
+}
+
+// A caller in the guard's network namespace is attributed to its process.
+func TestAttribution(t *testing.T) {
+	if _, err := os.Stat("/proc/net/tcp"); err != nil {
+		t.Skip("no /proc/net/tcp: not Linux")
+	}
+	e := startWith(t, guardConfig, guard.Procfs{})
+	if code, _, _ := do(t, client("127.0.0.1"), "GET", e.url+"/latest/meta-data/instance-id"); code != 200 {
+		t.Fatalf("GET: %d", code)
+	}
+	o := e.seen.last()
+	if want := fmt.Sprintf("pid %d ", os.Getpid()); !strings.HasPrefix(o.Process, want) || !strings.Contains(o.Process, "guard.test") {
+		t.Errorf("process %q, want %q and this test's command line", o.Process, want)
 	}
 }

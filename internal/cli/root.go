@@ -44,7 +44,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &exitError{ExitUsage, err}
 	})
-	root.AddCommand(newServeCmd(), newValidateCmd(), newGetCmd(), newDoctorCmd(), newIdentityCmd(), newInstanceCmd(), newRoleCmd(), newRelayCmd(), newKeysCmd(), newMigrationCmd())
+	root.AddCommand(newServeCmd(), newValidateCmd(), newGetCmd(), newDoctorCmd(), newIdentityCmd(), newInstanceCmd(), newRoleCmd(), newRelayCmd(), newKeysCmd(), newMigrationCmd(), newGuardCmd())
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return ExitOK

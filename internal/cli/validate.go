@@ -29,6 +29,10 @@ func newValidateCmd() *cobra.Command {
 			if _, err := fleet.FromConfig(c, time.Now, creds); err != nil {
 				return &exitError{ExitInvalid, err}
 			}
+			if c.Guard != nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: guard of %s, %d callers, %d roles: valid\n", path, c.Guard.Upstream, len(c.Guard.Callers), len(c.Roles))
+				return nil
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d instances, %d roles: valid\n", path, len(c.Instances), len(c.Roles))
 			return nil
 		},

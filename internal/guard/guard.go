@@ -151,6 +151,14 @@ func (g *Guard) Start(ctx context.Context) {
 	g.instanceID(ctx)
 }
 
+// Instance is the upstream's instance id, "" until it has been read.
+func (g *Guard) Instance() string {
+	if p := g.instance.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
 func (g *Guard) instanceID(ctx context.Context) string {
 	if p := g.instance.Load(); p != nil {
 		return *p
@@ -172,9 +180,25 @@ func (g *Guard) upstreamFailed(err error) {
 	g.upErr.Store(&upstreamError{err: err, at: g.now()})
 }
 
-// Ready reports whether the upstream answered the guard's last request;
-// while it does not, cached metadata answers.
+// probeTimeout bounds the upstream request of a readiness check.
+const probeTimeout = 2 * time.Second
+
+// Ready asks the upstream for its instance id and reports whether it
+// answered; while it does not, cached metadata answers.
 func (g *Guard) Ready() (bool, []string) {
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	if _, err := g.up.instanceID(ctx); err != nil {
+		g.upstreamFailed(err)
+	} else {
+		g.upErr.Store(nil)
+	}
+	return g.UpstreamUp()
+}
+
+// UpstreamUp reports, without asking the upstream, whether its last
+// request succeeded.
+func (g *Guard) UpstreamUp() (bool, []string) {
 	if e := g.upErr.Load(); e != nil {
 		return false, []string{fmt.Sprintf("upstream %s: %v (since %s); cached metadata answers, credentials until their expiry",
 			g.up.base, e.err, e.at.UTC().Format(time.RFC3339))}

@@ -365,6 +365,9 @@ func TestFailSafe(t *testing.T) {
 		t.Error("not ready with the upstream up")
 	}
 	e.upstream.Close()
+	if ok, reasons := e.guard.Ready(); ok || len(reasons) != 1 || !strings.Contains(reasons[0], "cached metadata answers") {
+		t.Errorf("Ready with the upstream down, before any request: %v %q", ok, reasons)
+	}
 	for i, p := range paths {
 		if code, _, body := do(t, host, "GET", e.url+p); code != 200 || body != want[i] {
 			t.Errorf("%s with the upstream down: %d %q, want the cached answer", p, code, body)

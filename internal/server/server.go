@@ -26,6 +26,7 @@ import (
 	"github.com/imds/imds/internal/credentials"
 	"github.com/imds/imds/internal/dataplane"
 	"github.com/imds/imds/internal/fleet"
+	"github.com/imds/imds/internal/guard"
 	"github.com/imds/imds/internal/identity"
 	"github.com/imds/imds/internal/migration"
 	"github.com/imds/imds/internal/registry"
@@ -58,8 +59,13 @@ type Options struct {
 	// NoRecording leaves the migration recorder off the data plane, so that
 	// a benchmark can measure what recording costs.
 	NoRecording bool
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// Guard serves imds guard on the data-plane listeners: a proxy in front
+	// of the upstream IMDS configured in the guard section, in place of the
+	// fleet's data plane. GuardUpstream, when set, replaces its upstream.
+	Guard         bool
+	GuardUpstream string
+	Logger        *slog.Logger
+	Now           func() time.Time
 }
 
 // ConfigError: the configuration file could not be read or is invalid.
@@ -77,6 +83,7 @@ type Server struct {
 	creds    *credentials.Manager
 	syncer   *fleet.Syncer
 	handler  *dataplane.Handler
+	guard    *guard.Guard // in guard mode
 	admin    *controlplane.Handler
 	recorder *migration.Recorder
 	audit    *migration.AuditLog
@@ -168,6 +175,12 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		EmptyErrorBodies: cfg.ErrorBody == "empty",
 		Versions:         apiVersions(cfg),
 	})
+	if o.Guard {
+		if err := s.newGuard(cfg, ring); err != nil {
+			s.st.Close()
+			return nil, err
+		}
+	}
 	if err := s.syncer.Sync(ctx); err != nil {
 		s.st.Close()
 		return nil, fmt.Errorf("load fleet: %w", err)
@@ -178,7 +191,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		Operators: registry.NewOperatorCache(s.reg),
 		Ready:     s.ready,
 		Gatherer:  s.metrics,
-		Migration: migration.NewService(s.recorder, registryFleet{s.reg}),
+		Migration: migration.NewService(s.recorder, s.migrationFleet()),
 		Logger:    o.Logger,
 		Now:       o.Now,
 	})
@@ -193,6 +206,9 @@ func (s *Server) setTokens(tr registry.TokenRing) {
 	}
 	if s.handler != nil {
 		s.handler.SetRing(ring)
+	}
+	if s.guard != nil {
+		s.guard.SetRing(ring)
 	}
 }
 
@@ -220,6 +236,9 @@ func (s *Server) openStore(ctx context.Context) error {
 }
 
 func (s *Server) loadConfig() (*config.Config, error) {
+	if s.opts.ConfigPath == "" && s.opts.Guard {
+		return guardConfig(), nil
+	}
 	if s.opts.ConfigPath == "" {
 		return config.Demo(), nil
 	}
@@ -229,6 +248,9 @@ func (s *Server) loadConfig() (*config.Config, error) {
 // seed applies the configuration file; the demo instance is seeded only into
 // a store that has no instances.
 func (s *Server) seed(ctx context.Context, cfg *config.Config) error {
+	if s.opts.ConfigPath == "" && s.opts.Guard {
+		return nil
+	}
 	if s.opts.ConfigPath == "" {
 		all, err := s.reg.Instances(ctx)
 		if err != nil {
@@ -285,6 +307,17 @@ func (s *Server) Reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if s.guard != nil {
+		if cfg.Guard == nil {
+			return errors.New("the configuration has no guard section")
+		}
+		if s.opts.GuardUpstream != "" {
+			cfg.Guard.Upstream = s.opts.GuardUpstream
+		}
+		if err := s.guard.Update(cfg.Guard, cfg.Roles); err != nil {
+			return err
+		}
+	}
 	if err := s.seed(ctx, cfg); err != nil {
 		return err
 	}
@@ -293,7 +326,12 @@ func (s *Server) Reload(ctx context.Context) error {
 }
 
 // Handler is the data-plane handler, for tests and embedding.
-func (s *Server) Handler() http.Handler { return s.handler }
+func (s *Server) Handler() http.Handler {
+	if s.guard != nil {
+		return s.guard
+	}
+	return s.handler
+}
 
 // Registry is the fleet's registry, for tests and embedding.
 func (s *Server) Registry() *registry.Registry { return s.reg }
@@ -396,7 +434,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		if l.instance != "" {
 			base = identity.WithBoundInstance(base, l.instance)
 		}
-		srv := newServer(s.handler, base)
+		srv := newServer(s.Handler(), base)
 		servers = append(servers, srv)
 		g.Go(func() error { return serve(srv, l) })
 	}
@@ -408,6 +446,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	g.Go(func() error { return s.syncer.Run(gctx) })
 	g.Go(func() error { return s.creds.Run(gctx) })
 	g.Go(func() error { return s.recorder.Run(gctx) })
+	if s.guard != nil {
+		g.Go(func() error { s.guard.Start(gctx); return nil })
+		g.Go(func() error { return s.guard.Credentials().Run(gctx) })
+	}
 	if s.audit != nil {
 		g.Go(func() error { return s.audit.Run(gctx) })
 	}
@@ -445,7 +487,20 @@ func (s *Server) ready() (bool, []string) {
 			reasons = append(reasons, fmt.Sprintf("role %s: %d credential sets failing to renew (%s); the last good ones are served", r.Role, r.Failing, r.LastErrorKind))
 		}
 	}
+	if s.guard != nil {
+		_, r := s.guard.Ready()
+		reasons = append(reasons, r...)
+	}
 	return len(reasons) == 0, reasons
+}
+
+// migrationFleet is what the migration view lists: the registry's
+// instances, or the guard's upstream.
+func (s *Server) migrationFleet() migration.Fleet {
+	if s.guard != nil {
+		return guardFleet{s.guard}
+	}
+	return registryFleet{s.reg}
 }
 
 func (s *Server) timeout() time.Duration { return registry.DefaultTimeout }

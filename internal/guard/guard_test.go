@@ -57,7 +57,7 @@ func (f *faults) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.h.ServeHTTP(w, r)
 }
 
-func startUpstream(t *testing.T) (*httptest.Server, *faults) {
+func startUpstream(t testing.TB) (*httptest.Server, *faults) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "upstream.yaml")
@@ -126,7 +126,7 @@ type env struct {
 	seen     *outcomes
 }
 
-func newRing(t *testing.T, now func() time.Time) *token.Ring {
+func newRing(t testing.TB, now func() time.Time) *token.Ring {
 	t.Helper()
 	secret := make([]byte, 32)
 	rand.Read(secret)
@@ -137,12 +137,12 @@ func newRing(t *testing.T, now func() time.Time) *token.Ring {
 	return r
 }
 
-func start(t *testing.T, yaml string) *env {
+func start(t testing.TB, yaml string) *env {
 	t.Helper()
 	return startWith(t, yaml, nil)
 }
 
-func startWith(t *testing.T, yaml string, procs guard.ProcessFinder) *env {
+func startWith(t testing.TB, yaml string, procs guard.ProcessFinder) *env {
 	t.Helper()
 	up, f := startUpstream(t)
 	c, err := config.Parse([]byte(strings.Replace(yaml, "guard:\n", "guard:\n  upstream: "+up.URL+"\n", 1)))

@@ -2,11 +2,13 @@ package guard
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -122,6 +124,11 @@ func (p Procfs) root() string {
 // "pid 1234 python3 app.py (cgroup /system.slice/app.service)", with the
 // container id where the cgroup path holds one.
 func (p Procfs) Find(caller, guard netip.AddrPort) (string, bool) {
+	if !local(caller.Addr()) {
+		// A container's address: its socket is in another namespace's
+		// table, and reading this one costs a scan of every socket here.
+		return "", false
+	}
 	inode := p.inode(caller, guard)
 	if inode == 0 {
 		return "", false
@@ -133,24 +140,80 @@ func (p Procfs) Find(caller, guard netip.AddrPort) (string, bool) {
 	return p.describe(pid), true
 }
 
-func (p Procfs) inode(caller, guard netip.AddrPort) uint64 {
-	for _, table := range []string{"net/tcp", "net/tcp6"} {
-		f, err := os.Open(filepath.Join(p.root(), table))
-		if err != nil {
-			continue
-		}
-		socks, err := ParseNetTCP(f)
-		f.Close()
-		if err != nil {
-			continue
-		}
-		for _, s := range socks {
-			if s.Local == caller && s.Remote == guard && s.Inode != 0 {
-				return s.Inode
+// local: a is an address of this network namespace, where a caller's
+// socket shows in the tables.
+func local(a netip.Addr) bool {
+	if a.IsLoopback() {
+		return true
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return true // cannot tell: look
+	}
+	for _, ia := range addrs {
+		if n, ok := ia.(*net.IPNet); ok {
+			if la, ok := netip.AddrFromSlice(n.IP); ok && la.Unmap() == a {
+				return true
 			}
 		}
 	}
+	return false
+}
+
+func (p Procfs) inode(caller, guard netip.AddrPort) uint64 {
+	for _, table := range []struct {
+		name string
+		v6   bool
+	}{{"net/tcp", false}, {"net/tcp6", true}} {
+		if !table.v6 && (!caller.Addr().Is4() || !guard.Addr().Is4()) {
+			continue
+		}
+		// The row is found as text, so that a table of many thousand rows
+		// (a busy host's TIME_WAIT sockets) is not parsed; only that row is.
+		key := " " + hexAddrPort(caller, table.v6) + " " + hexAddrPort(guard, table.v6) + " "
+		b, err := os.ReadFile(filepath.Join(p.root(), table.name))
+		if err != nil {
+			continue
+		}
+		k := []byte(key)
+		for off := 0; ; {
+			i := bytes.Index(b[off:], k)
+			if i < 0 {
+				break
+			}
+			i += off
+			start := bytes.LastIndexByte(b[:i], '\n') + 1
+			end := bytes.IndexByte(b[i:], '\n')
+			if end < 0 {
+				end = len(b) - i
+			}
+			socks, err := ParseNetTCP(bytes.NewReader(b[start : i+end]))
+			if err == nil && len(socks) == 1 && socks[0].Inode != 0 {
+				return socks[0].Inode
+			}
+			off = i + len(key)
+		}
+	}
 	return 0
+}
+
+// hexAddrPort formats a as the kernel's socket tables do; v6 formats an
+// IPv4 address as IPv4-mapped, as tcp6 shows it.
+func hexAddrPort(a netip.AddrPort, v6 bool) string {
+	var b []byte
+	if v6 {
+		s := a.Addr().As16()
+		b = s[:]
+	} else {
+		s := a.Addr().As4()
+		b = s[:]
+	}
+	if littleEndian {
+		for i := 0; i < len(b); i += 4 {
+			b[i], b[i+1], b[i+2], b[i+3] = b[i+3], b[i+2], b[i+1], b[i]
+		}
+	}
+	return strings.ToUpper(hex.EncodeToString(b)) + fmt.Sprintf(":%04X", a.Port())
 }
 
 // owner finds the process holding socket inode among /proc/PID/fd.

@@ -19,7 +19,8 @@ import (
 
 // Procfs finds the process at the other end of a TCP connection from the
 // kernel's socket tables: the socket whose local and remote addresses are
-// the caller's and the guard's in /proc/net/tcp or tcp6 (the guard's network
+// the caller's and the guard's (asked of the kernel with sock_diag, an exact
+// lookup, else found in /proc/net/tcp or tcp6 of the guard's network
 // namespace), then the process holding that socket's inode among
 // /proc/PID/fd. It needs no eBPF, only the right to read other processes'
 // fd directories (root or CAP_SYS_PTRACE). Callers in other network
@@ -129,7 +130,13 @@ func (p Procfs) Find(caller, guard netip.AddrPort) (string, bool) {
 		// table, and reading this one costs a scan of every socket here.
 		return "", false
 	}
-	inode := p.inode(caller, guard)
+	inode, ok := uint64(0), false
+	if p.Root == "" {
+		inode, ok = diagInode(caller, guard)
+	}
+	if !ok {
+		inode = p.inode(caller, guard)
+	}
 	if inode == 0 {
 		return "", false
 	}

@@ -110,9 +110,17 @@ guard:
 // TestGuard is issue 12's scenario: the guard on a host in front of "EC2"
 // that requires tokens with hop limit 1, and two containers a bridge away.
 func TestGuard(t *testing.T) {
-	Require(t, "curl")
+	Require(t, "curl", "iptables")
 	py := testenv.Python(t, "moto.server")
 	top := newGuardTopology(t)
+	// Container B reaches the guard as 169.254.169.254, through the DNAT
+	// rule docs/guard.md gives; container A calls the guard's address, so
+	// that it can also try EC2's IMDS directly.
+	if r := top.host.Run(t, "iptables", "-t", "nat", "-I", "PREROUTING", "-i", "h1", "-s", "10.210.3.0/24",
+		"-d", imdsV4, "-p", "tcp", "--dport", "80", "-j", "DNAT", "--to-destination", guardListen); r.ExitCode != 0 {
+		t.Fatalf("iptables DNAT: %s", r.Stderr)
+	}
+	imdsURL := "http://" + imdsV4
 	dir := t.TempDir()
 
 	ec2Cfg := filepath.Join(dir, "ec2.yaml")
@@ -173,24 +181,24 @@ roles:
 	}
 
 	// Container B gets its own role's credentials from STS, never the host's.
-	tokB := curlIn(t, top.b, "PUT", guardURL+"/latest/api/token", "X-aws-ec2-metadata-token-ttl-seconds: 60")
+	tokB := curlIn(t, top.b, "PUT", imdsURL+"/latest/api/token", "X-aws-ec2-metadata-token-ttl-seconds: 60")
 	if tokB.status != 200 {
 		t.Fatalf("container B, token: %v", tokB)
 	}
 	hb := "X-aws-ec2-metadata-token: " + tokB.body
-	if r := curlIn(t, top.b, "GET", guardURL+"/latest/meta-data/iam/security-credentials/", hb); r.status != 200 || r.body != "app-b" {
+	if r := curlIn(t, top.b, "GET", imdsURL+"/latest/meta-data/iam/security-credentials/", hb); r.status != 200 || r.body != "app-b" {
 		t.Errorf("container B, listing: %v; want only app-b", r)
 	}
-	r := curlIn(t, top.b, "GET", guardURL+"/latest/meta-data/iam/security-credentials/app-b", hb)
+	r := curlIn(t, top.b, "GET", imdsURL+"/latest/meta-data/iam/security-credentials/app-b", hb)
 	var doc struct{ Code, AccessKeyId, Token string }
 	if err := json.Unmarshal([]byte(r.body), &doc); err != nil || r.status != 200 || doc.Code != "Success" || doc.AccessKeyId == "" || doc.Token == "" || strings.Contains(r.body, "AKIAHOST") {
 		t.Errorf("container B, its role's credentials: %v (%v)", r, err)
 	}
-	if r := curlIn(t, top.b, "GET", guardURL+"/latest/meta-data/iam/security-credentials/host-role", hb); r.status != 404 {
+	if r := curlIn(t, top.b, "GET", imdsURL+"/latest/meta-data/iam/security-credentials/host-role", hb); r.status != 404 {
 		t.Errorf("container B, the host's role: %v; want 404", r)
 	}
 	// A denied path answers 404, as docs/guard.md says.
-	if r := curlIn(t, top.b, "GET", guardURL+"/latest/user-data", hb); r.status != 404 || strings.Contains(r.body, "echo host") {
+	if r := curlIn(t, top.b, "GET", imdsURL+"/latest/user-data", hb); r.status != 404 || strings.Contains(r.body, "echo host") {
 		t.Errorf("container B, denied user-data: %v; want 404", r)
 	}
 
@@ -237,5 +245,20 @@ roles:
 	}
 	if r := curlIn(t, top.a, "GET", guardURL+"/latest/meta-data/instance-id", "X-aws-ec2-metadata-token: "+tokA.body); r.status != 200 {
 		t.Errorf("container A, IMDSv2 under refuse: %v", r)
+	}
+
+	// With EC2's IMDS gone, cached metadata answers, credentials do not
+	// leak, and /readyz says so.
+	if err := ec2.Stop(); err != nil {
+		t.Logf("ec2 stopped: %v", err)
+	}
+	if r := curlIn(t, top.a, "GET", guardURL+"/latest/meta-data/instance-id", "X-aws-ec2-metadata-token: "+tokA.body); r.status != 200 || r.body != guardEC2ID {
+		t.Errorf("container A, cached instance-id with the upstream down: %v", r)
+	}
+	if r := curlIn(t, top.a, "GET", guardURL+"/latest/meta-data/iam/security-credentials/host-role", "X-aws-ec2-metadata-token: "+tokA.body); r.status != 404 {
+		t.Errorf("container A, the host's credentials with the upstream down: %v; want 404", r)
+	}
+	if r := curlIn(t, top.host, "GET", "http://127.0.0.1:1339/readyz"); r.status != 503 || !strings.Contains(r.body, "cached metadata answers") {
+		t.Errorf("/readyz with the upstream down: %v; want 503 naming the upstream", r)
 	}
 }

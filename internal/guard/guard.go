@@ -253,24 +253,28 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, src netip.AddrPort
 	}
 	path := r.URL.Path
 	if path == "/" {
-		return g.forward(w, r, path, a, ru, false)
+		return g.forward(w, r, path, a, ru, false, o)
 	}
 	if !clean(path) {
 		return g.gate.WriteError(w, http.StatusNotFound)
 	}
 	rel, meta, ok := splitPath(path)
-	if !ok || ru.denied(rel, meta) {
+	if !ok {
+		// "/latest": the version's listing, nothing a policy covers.
+		return g.forward(w, r, path, a, ru, false, o)
+	}
+	if ru.denied(rel, meta) {
 		return g.gate.WriteError(w, http.StatusNotFound)
 	}
 	kind, leaf := credentialKind(meta)
 	if kind == pathOther {
-		return g.forward(w, r, path, a, ru, false)
+		return g.forward(w, r, path, a, ru, false, o)
 	}
 	switch {
 	case ru.creds != nil && kind != pathIdentity:
 		return g.serveRole(w, r, a, ru, kind, leaf, o)
 	case ru.hostRole:
-		return g.forward(w, r, path, a, ru, leaf != "")
+		return g.forward(w, r, path, a, ru, leaf != "", o)
 	}
 	// No role, and the host's is not for this caller.
 	return g.gate.WriteError(w, http.StatusNotFound)
@@ -322,7 +326,7 @@ func (g *Guard) ttl(hd http.Header, a dataplane.Admission) {
 // IMDSv1 request under allow. When the upstream cannot be reached, the last
 // good answer of the path answers (a credentials document only until its
 // expiry).
-func (g *Guard) forward(w http.ResponseWriter, r *http.Request, path string, a dataplane.Admission, ru *rule, credentials bool) int {
+func (g *Guard) forward(w http.ResponseWriter, r *http.Request, path string, a dataplane.Admission, ru *rule, credentials bool, o *dataplane.Outcome) int {
 	v2 := a.V2 || ru.v1 == config.V1Upgrade
 	up := (&url.URL{Path: path}).EscapedPath()
 	ans, err := g.up.get(r.Context(), r.Method, up, v2)
@@ -362,6 +366,9 @@ func (g *Guard) forward(w http.ResponseWriter, r *http.Request, path string, a d
 	w.WriteHeader(ans.code)
 	if r.Method != http.MethodHead {
 		w.Write(ans.body)
+		if ans.code == http.StatusOK {
+			o.Body = ans.body
+		}
 	}
 	return ans.code
 }

@@ -46,9 +46,18 @@ type faults struct {
 	h          http.Handler
 	puts       atomic.Int32
 	refuseNext atomic.Bool
+	// stall: requests get no answer until the guard gives up on them;
+	// stalled counts them.
+	stall   atomic.Bool
+	stalled atomic.Int32
 }
 
 func (f *faults) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if f.stall.Load() {
+		f.stalled.Add(1)
+		<-r.Context().Done()
+		return
+	}
 	if r.Method == http.MethodPut {
 		f.puts.Add(1)
 	} else if f.refuseNext.CompareAndSwap(true, false) {
@@ -142,7 +151,7 @@ func start(t testing.TB, yaml string) *env {
 	return startWith(t, yaml, nil)
 }
 
-func startWith(t testing.TB, yaml string, procs guard.ProcessFinder) *env {
+func startWith(t testing.TB, yaml string, procs guard.ProcessFinder, opts ...func(*guard.Options)) *env {
 	t.Helper()
 	up, f := startUpstream(t)
 	c, err := config.Parse([]byte(strings.Replace(yaml, "guard:\n", "guard:\n  upstream: "+up.URL+"\n", 1)))
@@ -151,7 +160,11 @@ func startWith(t testing.TB, yaml string, procs guard.ProcessFinder) *env {
 	}
 	clk := &clock{t: time.Now()}
 	seen := &outcomes{}
-	g, err := guard.New(guard.Options{Config: c.Guard, Roles: c.Roles, Ring: newRing(t, clk.now), Observer: seen, Processes: procs, Now: clk.now})
+	o := guard.Options{Config: c.Guard, Roles: c.Roles, Ring: newRing(t, clk.now), Observer: seen, Processes: procs, Now: clk.now}
+	for _, f := range opts {
+		f(&o)
+	}
+	g, err := guard.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,5 +433,36 @@ func TestAttribution(t *testing.T) {
 	o := e.seen.last()
 	if want := fmt.Sprintf("pid %d ", os.Getpid()); !strings.HasPrefix(o.Process, want) || !strings.Contains(o.Process, "guard.test") {
 		t.Errorf("process %q, want %q and this test's command line", o.Process, want)
+	}
+}
+
+// An upstream that takes requests and never answers holds one caller for
+// the guard's client timeout; the callers after it get the cache at once
+// until the backoff is over.
+func TestUpstreamStallBacksOff(t *testing.T) {
+	e := startWith(t, guardConfig, nil, func(o *guard.Options) {
+		o.Client = &http.Client{Timeout: 300 * time.Millisecond}
+	})
+	c := client("127.0.0.1")
+	path := e.url + "/latest/meta-data/instance-id"
+	if code, _, _ := do(t, c, "GET", path); code != 200 {
+		t.Fatalf("GET: %d", code)
+	}
+	e.faults.stall.Store(true)
+	for i := range 3 {
+		if code, _, body := do(t, c, "GET", path); code != 200 || body != upstreamID {
+			t.Errorf("GET %d with the upstream stalled: %d %q, want the cached answer", i, code, body)
+		}
+	}
+	if n := e.faults.stalled.Load(); n != 1 {
+		t.Errorf("requests that reached the stalled upstream: %d, want 1 (then the backoff)", n)
+	}
+	e.clock.advance(6 * time.Second)
+	e.faults.stall.Store(false)
+	if code, _, _ := do(t, c, "GET", e.url+"/latest/meta-data/ami-id"); code != 200 {
+		t.Errorf("GET after the backoff, upstream back: %d, want 200", code)
+	}
+	if ok, _ := e.guard.UpstreamUp(); !ok {
+		t.Error("upstream still reported down after it answered")
 	}
 }

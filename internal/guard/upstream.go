@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,6 +19,10 @@ const (
 	upstreamTTL   = 21600 * time.Second
 	renewAhead    = 30 * time.Minute
 	upstreamLimit = 1 << 20 // the largest answer read from upstream
+	// backoff: after the upstream failed, requests are answered from the
+	// cache for this long without trying it, so that an upstream that
+	// does not answer at all does not hold every caller for a timeout.
+	backoff = 5 * time.Second
 )
 
 // errUpstream: the upstream could not be reached or answered nonsense.
@@ -33,6 +38,8 @@ type upstream struct {
 	mu      sync.Mutex
 	token   string
 	expires time.Time
+
+	downUntil atomic.Int64 // unix nanoseconds; 0 when up
 }
 
 // answer is what the upstream said to a GET.
@@ -71,11 +78,25 @@ func (u *upstream) currentToken(ctx context.Context, fresh bool) (string, error)
 }
 
 // get fetches path, with the guard's token when v2, and once more with a
-// fresh token when the upstream answers 401 to it.
+// fresh token when the upstream answers 401 to it. After a failure it fails
+// at once for the backoff.
 func (u *upstream) get(ctx context.Context, method, path string, v2 bool) (*answer, error) {
+	if until := u.downUntil.Load(); until != 0 && u.now().UnixNano() < until {
+		return nil, fmt.Errorf("%w: backing off after a failure", errUpstream)
+	}
+	return u.fetch(ctx, method, path, v2)
+}
+
+// fetch is get without the backoff.
+func (u *upstream) fetch(ctx context.Context, method, path string, v2 bool) (*answer, error) {
 	a, err := u.do(ctx, method, path, v2, false)
 	if err == nil && v2 && a.code == http.StatusUnauthorized {
 		a, err = u.do(ctx, method, path, v2, true)
+	}
+	if errors.Is(err, errUpstream) {
+		u.downUntil.Store(u.now().Add(backoff).UnixNano())
+	} else if err == nil {
+		u.downUntil.Store(0)
 	}
 	return a, err
 }
@@ -104,9 +125,9 @@ func (u *upstream) do(ctx context.Context, method, path string, v2, fresh bool) 
 	return &answer{code: resp.StatusCode, header: resp.Header, body: buf.Bytes()}, nil
 }
 
-// instanceID reads the upstream instance's id.
+// instanceID reads the upstream instance's id, backoff or not.
 func (u *upstream) instanceID(ctx context.Context) (string, error) {
-	a, err := u.get(ctx, http.MethodGet, "/latest/meta-data/instance-id", true)
+	a, err := u.fetch(ctx, http.MethodGet, "/latest/meta-data/instance-id", true)
 	if err != nil {
 		return "", err
 	}

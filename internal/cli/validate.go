@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/spf13/cobra"
 
 	"github.com/imds/imds/internal/config"
@@ -23,6 +24,11 @@ func newValidateCmd() *cobra.Command {
 				return &exitError{ExitInvalid, err}
 			}
 			creds := credentials.NewManager(nil, time.Now)
+			if c.Guard != nil {
+				// Roles signed with the host's credentials build; nothing
+				// is fetched here.
+				creds.SetUpstreamCredentials(aws.AnonymousCredentials{})
+			}
 			if err := creds.Update(c.Roles); err != nil {
 				return &exitError{ExitInvalid, err}
 			}

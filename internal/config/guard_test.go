@@ -58,6 +58,12 @@ func TestGuardInvalid(t *testing.T) {
 		{"duplicate name", guardBase + "    - name: a\n      match: [10.0.0.9]\n",
 			[]string{"guard.callers[1].name", "duplicate"}},
 		{"unknown key", guardBase + "  defualt: {}\n", []string{"defualt"}},
+		{"source credentials", strings.Replace(guardBase, "static: {access-key-id: AKIAEXAMPLE, secret-access-key: secret}",
+			"assume-role: {role-arn: \"arn:aws:iam::123456789012:role/app\", source-credentials: host}", 1),
+			[]string{"line 3", "roles.app.assume-role.source-credentials", `"host"`, "want one of upstream"}},
+		{"source credentials and profile", strings.Replace(guardBase, "static: {access-key-id: AKIAEXAMPLE, secret-access-key: secret}",
+			"assume-role: {role-arn: \"arn:aws:iam::123456789012:role/app\", source-credentials: upstream, source-profile: p}", 1),
+			[]string{"roles.app.assume-role.source-credentials", "exclude each other"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.yaml))

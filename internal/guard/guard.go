@@ -120,6 +120,7 @@ func New(o Options) (*Guard, error) {
 		log:      o.Logger.With("component", "guard"),
 		now:      o.Now,
 	}
+	g.creds.SetUpstreamCredentials(upstreamProvider(g.up))
 	if err := g.Update(o.Config, o.Roles); err != nil {
 		return nil, err
 	}

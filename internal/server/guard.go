@@ -41,7 +41,10 @@ func (s *Server) newGuard(cfg *config.Config, ring *token.Ring) error {
 	}
 	g, err := guard.New(guard.Options{
 		Config: cfg.Guard, Roles: cfg.Roles, Ring: ring,
-		Observer: s.observer(), Processes: procs,
+		// One manager for the roles, which the fleet's syncer updates too
+		// (from the same file, through the store).
+		Credentials: s.creds,
+		Observer:    s.observer(), Processes: procs,
 		KeepAlive: s.opts.KeepAlive, EmptyErrorBodies: cfg.ErrorBody == "empty",
 		Logger: s.opts.Logger, Now: s.opts.Now,
 	})

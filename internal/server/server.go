@@ -448,7 +448,6 @@ func (s *Server) Serve(ctx context.Context) error {
 	g.Go(func() error { return s.recorder.Run(gctx) })
 	if s.guard != nil {
 		g.Go(func() error { s.guard.Start(gctx); return nil })
-		g.Go(func() error { return s.guard.Credentials().Run(gctx) })
 	}
 	if s.audit != nil {
 		g.Go(func() error { return s.audit.Run(gctx) })

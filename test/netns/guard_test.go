@@ -90,6 +90,7 @@ func guardConfigFile(t *testing.T, path, stsURL, policyA string) {
   app-b:
     assume-role:
       role-arn: arn:aws:iam::123456789012:role/app-b
+      source-credentials: upstream
       sts-endpoint: %s
       region: us-east-1
       duration: 15m
@@ -140,11 +141,15 @@ roles:
 	ec2.WaitStderr(t, "listening", 1, 15*time.Second)
 
 	// Container B's role comes from STS AssumeRole (moto, on the host's
-	// loopback), signed with source credentials from the environment.
+	// loopback), signed with the host's credentials that the guard reads
+	// from EC2's IMDS: the guard's environment has none of its own.
 	moto := top.host.Start(t, py, "-m", "moto.server", "-H", "127.0.0.1", "-p", "5000")
 	moto.WaitStderr(t, "Running on", 1, 30*time.Second)
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIAGUARDSOURCE")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "guard-source-secret")
+	for _, v := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+		"AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"} {
+		t.Setenv(v, "")
+		os.Unsetenv(v)
+	}
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "none"))
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "none"))

@@ -220,10 +220,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *Outcome) (rou
 		return route, h.writeError(w, http.StatusForbidden), version
 	}
 
-	a := h.admit(w, r, Access{
+	var a Admission
+	h.admit(w, r, &Access{
 		ID: e.Instance.ID, HopLimit: opts.HopLimit, TokensRequired: opts.TokensRequired,
 		InvalidTokenAsV1: snap.Settings.InvalidTokenAsV1,
-	})
+	}, &a)
 	o.Token, o.TokenValid = a.Token, a.TokenValid
 	if a.Answered {
 		return route, a.Code, a.Version

@@ -41,15 +41,17 @@ type Admission struct {
 // admit applies the IMDSv2 rules to a request from a known caller: token
 // PUTs (TTL, X-Forwarded-For, hop limit), OPTIONS and methods on the token
 // path, and the token of a GET. It answers what it decides itself.
-func (h *Handler) admit(w http.ResponseWriter, r *http.Request, acc Access) Admission {
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request, acc *Access, a *Admission) {
 	path := r.URL.Path
 	if r.Method == http.MethodPut {
 		if path != tokenPath {
 			// Version-specific token paths and a trailing slash are refused
 			// with 403, as EC2 does.
-			return Admission{Answered: true, Code: h.writeError(w, http.StatusForbidden), Version: "v2"}
+			*a = Admission{Answered: true, Code: h.writeError(w, http.StatusForbidden), Version: "v2"}
+			return
 		}
-		return Admission{Answered: true, Code: h.issueToken(w, r, acc.ID, acc.HopLimit), Version: "v2"}
+		*a = Admission{Answered: true, Code: h.issueToken(w, r, acc.ID, acc.HopLimit), Version: "v2"}
+		return
 	}
 	if path == tokenPath {
 		if r.Method == http.MethodOptions {
@@ -58,32 +60,35 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, acc Access) Admi
 			hd["Content-Type"] = valText
 			hd["Content-Length"] = valZero
 			w.WriteHeader(http.StatusOK)
-			return Admission{Answered: true, Code: http.StatusOK, Version: "none"}
+			*a = Admission{Answered: true, Code: http.StatusOK, Version: "none"}
+			return
 		}
-		return Admission{Answered: true, Code: notAllowed(w, "OPTIONS, PUT"), Version: "none"}
+		*a = Admission{Answered: true, Code: notAllowed(w, "OPTIONS, PUT"), Version: "none"}
+		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return Admission{Answered: true, Code: notAllowed(w, "GET, HEAD"), Version: "none"}
+		*a = Admission{Answered: true, Code: notAllowed(w, "GET, HEAD"), Version: "none"}
+		return
 	}
 
 	// IMDSv2 is a request that carries the token header, even empty.
 	tokens, v2 := r.Header[hdrToken]
-	a := Admission{Token: v2}
+	a.Token = v2
 	if !v2 {
 		a.Version = "v1"
 		if acc.TokensRequired {
 			a.Answered, a.Code = true, h.writeError(w, http.StatusUnauthorized)
 		}
-		return a
+		return
 	}
 	a.Version = "v2"
 	if _, fwd := r.Header[hdrForwards]; fwd {
 		a.Answered, a.Code = true, h.writeError(w, http.StatusForbidden)
-		return a
+		return
 	}
 	if len(tokens) != 1 {
 		a.Answered, a.Code = true, h.writeError(w, http.StatusUnauthorized)
-		return a
+		return
 	}
 	left, err := h.ring.Load().Verify(tokens[0], acc.ID)
 	a.TokenValid = err == nil
@@ -95,7 +100,6 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, acc Access) Admi
 	default:
 		a.Answered, a.Code = true, h.writeError(w, http.StatusUnauthorized)
 	}
-	return a
 }
 
 // Gate applies the data plane's IMDSv2 rules for a handler that answers
@@ -122,7 +126,9 @@ func (g *Gate) Admit(w http.ResponseWriter, r *http.Request, acc Access) Admissi
 	if !g.h.keepAlive || r.Method == http.MethodPut {
 		hd["Connection"] = valClose
 	}
-	return g.h.admit(w, r, acc)
+	var a Admission
+	g.h.admit(w, r, &acc, &a)
+	return a
 }
 
 // WriteError answers code with EC2's body for it, as the data plane does.

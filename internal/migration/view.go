@@ -182,7 +182,7 @@ func restore(in *inst, s stored) (key, *record) {
 	rec.putStatus.Store(s.PutStatus)
 	rec.putForwarded.Store(s.PutForwarded)
 	rec.hopLimit.Store(s.HopLimit)
-	return key{instance, addr, s.UserAgent, s.Process}, rec
+	return key{instance, addr, agentKey(s.UserAgent, s.Process)}, rec
 }
 
 func parseVia(s string) identity.Via {

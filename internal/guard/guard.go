@@ -168,7 +168,9 @@ func (g *Guard) instanceID(ctx context.Context) string {
 		return ""
 	}
 	defer g.idMu.Unlock()
-	id, err := g.up.instanceID(ctx)
+	// On the request path: no upstream call during the backoff, so that a
+	// caller is not held for a timeout after its answer.
+	id, err := g.up.instanceID(ctx, false)
 	if err != nil {
 		g.upstreamFailed(err)
 		return ""
@@ -189,7 +191,7 @@ const probeTimeout = 2 * time.Second
 func (g *Guard) Ready() (bool, []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
-	if _, err := g.up.instanceID(ctx); err != nil {
+	if _, err := g.up.instanceID(ctx, true); err != nil {
 		g.upstreamFailed(err)
 	} else {
 		g.upErr.Store(nil)

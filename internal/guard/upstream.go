@@ -125,9 +125,14 @@ func (u *upstream) do(ctx context.Context, method, path string, v2, fresh bool) 
 	return &answer{code: resp.StatusCode, header: resp.Header, body: buf.Bytes()}, nil
 }
 
-// instanceID reads the upstream instance's id, backoff or not.
-func (u *upstream) instanceID(ctx context.Context) (string, error) {
-	a, err := u.fetch(ctx, http.MethodGet, "/latest/meta-data/instance-id", true)
+// instanceID reads the upstream instance's id; probe tries even during the
+// backoff.
+func (u *upstream) instanceID(ctx context.Context, probe bool) (string, error) {
+	get := u.get
+	if probe {
+		get = u.fetch
+	}
+	a, err := get(ctx, http.MethodGet, "/latest/meta-data/instance-id", true)
 	if err != nil {
 		return "", err
 	}

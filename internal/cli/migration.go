@@ -98,6 +98,9 @@ func printMigrationInstance(w io.Writer, in *migration.Instance) {
 	for _, c := range in.Callers {
 		if c.Class != migration.ClassV2 {
 			fmt.Fprintf(w, "%s %s (%s): %s\n", c.Class, c.Address, c.SDK, c.Evidence)
+			if c.Process != "" {
+				fmt.Fprintf(w, "  process: %s\n", c.Process)
+			}
 		}
 	}
 }

@@ -48,7 +48,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &exitError{ExitUsage, err}
 	})
-	root.AddCommand(newServeCmd(), newValidateCmd(), newGetCmd(), newDoctorCmd(), newIdentityCmd(), newInstanceCmd(), newRoleCmd(), newRelayCmd(), newKeysCmd(), newMigrationCmd(), newUICmd(), newScenarioCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newValidateCmd(), newGetCmd(), newDoctorCmd(), newIdentityCmd(), newInstanceCmd(), newRoleCmd(), newRelayCmd(), newKeysCmd(), newMigrationCmd(), newUICmd(), newScenarioCmd(), newGuardCmd(), newVersionCmd())
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return ExitOK

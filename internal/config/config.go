@@ -60,6 +60,9 @@ type Config struct {
 	Roles               map[string]*Role `yaml:"roles" json:"roles,omitempty"`
 	// Migration sets the IMDSv2 migration view's window and bounds.
 	Migration Migration `yaml:"migration" json:"migration,omitzero"`
+	// Guard configures `imds guard`; a file with a guard section needs no
+	// instances.
+	Guard *Guard `yaml:"guard" json:"guard,omitempty"`
 
 	// lines maps a key path ("instances[0].metadata-options.http-tokens") to its
 	// line in the file, so that Validate can name it.
@@ -452,8 +455,11 @@ func (c *Config) Validate() error {
 			v.add(fmt.Sprintf("api-versions[%d]", i), ver, "want a date such as 2021-03-23 or 1.0 (latest is always served)")
 		}
 	}
-	if len(c.Instances) == 0 {
+	if len(c.Instances) == 0 && c.Guard == nil {
 		v.add("instances", "", "at least one instance is needed")
+	}
+	if c.Guard != nil {
+		v.guard(c.Guard, c.Roles)
 	}
 	ids := map[string]int{}
 	addrs := map[netip.Addr]string{}

@@ -62,8 +62,12 @@ type AssumeRoleSource struct {
 	// SourceProfile names a profile of the shared AWS config files that holds
 	// the server's own credentials; empty uses the SDK's default chain.
 	SourceProfile string `yaml:"source-profile" json:"source-profile,omitempty"`
-	STSEndpoint   string `yaml:"sts-endpoint" json:"sts-endpoint,omitempty"`
-	Region        string `yaml:"region" json:"region,omitempty"`
+	// SourceCredentials "upstream" signs with the host's own role
+	// credentials, read from the IMDS that imds guard stands in front of
+	// (imds guard only); "" uses the default chain or SourceProfile.
+	SourceCredentials string `yaml:"source-credentials" json:"source-credentials,omitempty"`
+	STSEndpoint       string `yaml:"sts-endpoint" json:"sts-endpoint,omitempty"`
+	Region            string `yaml:"region" json:"region,omitempty"`
 	// Timeout bounds one AssumeRole call, retries included; default 30s.
 	Timeout string `yaml:"timeout" json:"timeout,omitempty"`
 }
@@ -85,8 +89,11 @@ const (
 	MinSessionDuration     = 15 * time.Minute
 	MaxSessionDuration     = 12 * time.Hour
 	DefaultSessionName     = "{instance-id}"
-	DefaultSourceTimeout   = 30 * time.Second
-	MaxSourceTimeout       = 10 * time.Minute
+	// SourceUpstream is the source-credentials of an assume-role signed
+	// with the credentials the guard's upstream IMDS serves the host.
+	SourceUpstream       = "upstream"
+	DefaultSourceTimeout = 30 * time.Second
+	MaxSourceTimeout     = 10 * time.Minute
 )
 
 // SessionDuration is the parsed Duration, or its default.
@@ -225,6 +232,10 @@ func (v *validator) assumeRole(p string, a *AssumeRoleSource) {
 	}
 	if a.SourceProfile != "" && strings.TrimSpace(a.SourceProfile) != a.SourceProfile {
 		v.add(p+".source-profile", a.SourceProfile, "a profile name has no surrounding spaces")
+	}
+	v.oneOf(p+".source-credentials", a.SourceCredentials, SourceUpstream)
+	if a.SourceCredentials != "" && a.SourceProfile != "" {
+		v.add(p+".source-credentials", a.SourceCredentials, "source-profile and source-credentials exclude each other")
 	}
 	if a.STSEndpoint != "" {
 		u, err := url.Parse(a.STSEndpoint)

@@ -27,8 +27,9 @@ type assumeRoleSource struct {
 // newAssumeRole builds the STS client. The server's own credentials come from
 // the SDK's default chain, or from a named profile, but never from IMDS: on a
 // host that runs imds the SDK would ask the server itself, or a metadata
-// service that does not belong to it.
-func newAssumeRole(a *config.AssumeRoleSource) (*assumeRoleSource, error) {
+// service that does not belong to it. The one exception is upstream: imds
+// guard's explicit reading of the host's role from the IMDS it guards.
+func newAssumeRole(a *config.AssumeRoleSource, upstream aws.CredentialsProvider) (*assumeRoleSource, error) {
 	opts := []func(*awsconfig.LoadOptions) error{
 		awsconfig.WithEC2IMDSClientEnableState(imds.ClientDisabled),
 		// Retries are this package's business: one quick retry here, then
@@ -37,6 +38,12 @@ func newAssumeRole(a *config.AssumeRoleSource) (*assumeRoleSource, error) {
 	}
 	if a.SourceProfile != "" {
 		opts = append(opts, awsconfig.WithSharedConfigProfile(a.SourceProfile))
+	}
+	if a.SourceCredentials == config.SourceUpstream {
+		if upstream == nil {
+			return nil, fmt.Errorf("source-credentials %s: only imds guard has an upstream IMDS", a.SourceCredentials)
+		}
+		opts = append(opts, awsconfig.WithCredentialsProvider(upstream))
 	}
 	if a.Region != "" {
 		opts = append(opts, awsconfig.WithRegion(a.Region))

@@ -76,7 +76,7 @@ func TestAssumeRole(t *testing.T) {
 	src, err := newAssumeRole(&config.AssumeRoleSource{
 		RoleARN: "arn:aws:iam::123456789012:role/app", ExternalID: "ext-123",
 		Duration: "20m", SessionName: "imds-{instance-id}-{role-delivery}", STSEndpoint: sts.URL, Region: "eu-west-1",
-	})
+	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestAssumeRoleNeverAsksIMDS(t *testing.T) {
 		t.Error("STS called without credentials")
 	}))
 	defer sts.Close()
-	src, err := newAssumeRole(&config.AssumeRoleSource{RoleARN: "arn:aws:iam::123456789012:role/app", STSEndpoint: sts.URL})
+	src, err := newAssumeRole(&config.AssumeRoleSource{RoleARN: "arn:aws:iam::123456789012:role/app", STSEndpoint: sts.URL}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

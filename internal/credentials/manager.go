@@ -46,6 +46,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/imds/imds/internal/config"
 	"github.com/imds/imds/internal/metadata"
 )
@@ -112,6 +114,7 @@ type Manager struct {
 	wg     sync.WaitGroup // fetches in flight
 
 	mu       sync.Mutex
+	upstream aws.CredentialsProvider // see SetUpstreamCredentials
 	roles    map[string]*role
 	identity *role // nil: no identity credentials
 	sets     map[setKey]*set
@@ -177,11 +180,12 @@ func NewManager(log *slog.Logger, clock func() time.Time) *Manager {
 func (m *Manager) Update(roles map[string]*config.Role) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	up := m.upstream
 	next := make(map[string]*role, len(roles))
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(roles)) {
 		old := m.roles[name]
-		r, err := reuseOrBuild(name, false, roles[name], old)
+		r, err := reuseOrBuild(name, false, roles[name], old, up)
 		switch {
 		case err == nil:
 			next[name] = r
@@ -206,7 +210,7 @@ func (m *Manager) UpdateIdentity(src *config.Role) error {
 	if src == nil {
 		m.identity = nil
 	} else {
-		r, err := reuseOrBuild(identityRole, true, src, m.identity)
+		r, err := reuseOrBuild(identityRole, true, src, m.identity, m.upstream)
 		if err != nil {
 			return fmt.Errorf("identity credentials: %w", err)
 		}
@@ -233,7 +237,16 @@ func (m *Manager) drop(s *set) {
 	s.dropped = true
 }
 
-func reuseOrBuild(name string, identity bool, c *config.Role, old *role) (*role, error) {
+// SetUpstreamCredentials gives the credentials that sign the AssumeRole of
+// roles whose source-credentials is upstream (imds guard: the host's own
+// role, read from the upstream IMDS). Call it before Update.
+func (m *Manager) SetUpstreamCredentials(p aws.CredentialsProvider) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.upstream = p
+}
+
+func reuseOrBuild(name string, identity bool, c *config.Role, old *role, upstream aws.CredentialsProvider) (*role, error) {
 	if c == nil {
 		return nil, errors.New("no source")
 	}
@@ -247,7 +260,7 @@ func reuseOrBuild(name string, identity bool, c *config.Role, old *role) (*role,
 		r.src = newStatic(c.Static)
 		r.timeout = time.Second
 	case c.AssumeRole != nil:
-		src, err := newAssumeRole(c.AssumeRole)
+		src, err := newAssumeRole(c.AssumeRole, upstream)
 		if err != nil {
 			return nil, err
 		}

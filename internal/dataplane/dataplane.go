@@ -154,6 +154,9 @@ type Outcome struct {
 	TokensRequired bool
 	// Body is the body of a 200 answer to a GET; read only.
 	Body []byte
+	// Process describes the calling process where the server could find it
+	// (the guard, for callers in its own network namespace); "" otherwise.
+	Process string
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -235,56 +238,16 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *Outcome) (rou
 		return route, h.writeError(w, http.StatusForbidden), version
 	}
 
-	if r.Method == http.MethodPut {
-		if path != tokenPath {
-			// Version-specific token paths and a trailing slash are refused
-			// with 403, as EC2 does.
-			return route, h.writeError(w, http.StatusForbidden), "v2"
-		}
-		return route, h.issueToken(w, r, e), "v2"
+	var a Admission
+	h.admit(w, r, &Access{
+		ID: e.Instance.ID, HopLimit: opts.HopLimit, TokensRequired: opts.TokensRequired,
+		InvalidTokenAsV1: snap.Settings.InvalidTokenAsV1,
+	}, &a)
+	o.Token, o.TokenValid = a.Token, a.TokenValid
+	if a.Answered {
+		return route, a.Code, a.Version
 	}
-	if path == tokenPath {
-		if r.Method == http.MethodOptions {
-			hd["Allow"] = valTokenAllow
-			hd["Content-Type"] = valText
-			hd["Content-Length"] = valZero
-			w.WriteHeader(http.StatusOK)
-			return route, http.StatusOK, version
-		}
-		return route, notAllowed(w, "OPTIONS, PUT"), version
-	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return route, notAllowed(w, "GET, HEAD"), version
-	}
-
-	// IMDSv2 is a request that carries the token header, even empty.
-	tokens, v2 := r.Header[hdrToken]
-	o.Token = v2
-	var left time.Duration
-	if v2 {
-		version = "v2"
-		if _, fwd := r.Header[hdrForwards]; fwd {
-			return route, h.writeError(w, http.StatusForbidden), version
-		}
-		if len(tokens) != 1 {
-			return route, h.writeError(w, http.StatusUnauthorized), version
-		}
-		left, err = h.ring.Load().Verify(tokens[0], e.Instance.ID)
-		o.TokenValid = err == nil
-		if err != nil {
-			if !opts.TokensRequired && snap.Settings.InvalidTokenAsV1 {
-				v2, version = false, "v1"
-			} else {
-				return route, h.writeError(w, http.StatusUnauthorized), version
-			}
-		}
-	} else {
-		version = "v1"
-		if opts.TokensRequired {
-			return route, h.writeError(w, http.StatusUnauthorized), version
-		}
-	}
-	return route, h.serveMetadata(w, r, snap, e, path, v2, left, o), version
+	return route, h.serveMetadata(w, r, snap, e, path, a.V2, a.Left, o), a.Version
 }
 
 func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request, snap *fleet.Snapshot, e *fleet.Entry, path string, v2 bool, left time.Duration, o *Outcome) int {
@@ -344,7 +307,7 @@ var (
 	valTokenLen = []string{strconv.Itoa(token.EncodedLen)}
 )
 
-func (h *Handler) issueToken(w http.ResponseWriter, r *http.Request, e *fleet.Entry) int {
+func (h *Handler) issueToken(w http.ResponseWriter, r *http.Request, id string, hops int) int {
 	if _, fwd := r.Header[hdrForwards]; fwd {
 		return h.writeError(w, http.StatusForbidden)
 	}
@@ -352,9 +315,9 @@ func (h *Handler) issueToken(w http.ResponseWriter, r *http.Request, e *fleet.En
 	if !ok {
 		return h.writeError(w, http.StatusBadRequest)
 	}
-	tok := h.ring.Load().Issue(e.Instance.ID, time.Duration(ttl)*time.Second)
+	tok := h.ring.Load().Issue(id, time.Duration(ttl)*time.Second)
 	if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
-		if err := setHopLimit(c, e.Instance.Options.HopLimit); err != nil {
+		if err := setHopLimit(c, hops); err != nil {
 			h.log.Error("set hop limit on token response", "err", err)
 		}
 	}

@@ -36,6 +36,8 @@ const (
 	DefaultFlushMax        = 500
 	// MaxUserAgent is the length a User-Agent is cut to before it is kept.
 	MaxUserAgent = 256
+	// MaxProcess bounds a process description as kept.
+	MaxProcess = 512
 )
 
 // Config sets the recorder's window and bounds.
@@ -127,7 +129,18 @@ func isCredentials(p string) (role string, ok bool) {
 type key struct {
 	instance string
 	addr     netip.Addr
-	ua       string
+	// ua is the User-Agent, followed by a NUL and the calling process where
+	// it is known (imds guard), so that two processes behind one address
+	// are two callers; a request without a process pays nothing for it.
+	ua string
+}
+
+// agentKey is key.ua: ua, and the process when there is one.
+func agentKey(ua, process string) string {
+	if process == "" {
+		return ua
+	}
+	return ua + "\x00" + process
 }
 
 // record is one caller (address and User-Agent) of one instance. Every field
@@ -151,6 +164,10 @@ type record struct {
 	putForwarded atomic.Bool  // ... and whether it carried X-Forwarded-For
 	tokenUsed    atomic.Bool  // a valid token was used since the last token request
 	hopLimit     atomic.Int32 // the instance's hop limit at the last fallback
+
+	// process is constant like the fields above; kept here so that the
+	// counters keep their place in memory.
+	process string
 }
 
 // observe counts one request.
@@ -299,6 +316,13 @@ func (r *Recorder) Observe(o dataplane.Outcome) {
 		ua = ua[:MaxUserAgent]
 	}
 	k := key{o.Instance, o.Source, ua}
+	if o.Process != "" {
+		proc := o.Process
+		if len(proc) > MaxProcess {
+			proc = proc[:MaxProcess]
+		}
+		k.ua = agentKey(ua, proc)
+	}
 	sh := r.shardOf(&k)
 	rec := (*sh.m.Load())[k]
 	if rec == nil {
@@ -344,7 +368,8 @@ func (r *Recorder) insert(sh *shard, k key, in *inst, via identity.Via) *record 
 		r.dropped.Add(1)
 		return r.overflow(in)
 	}
-	rec := &record{in: in, instance: k.instance, addr: k.addr, via: via, ua: k.ua, first: r.now().UnixNano()}
+	ua, proc, _ := strings.Cut(k.ua, "\x00")
+	rec := &record{in: in, instance: k.instance, addr: k.addr, via: via, ua: ua, process: proc, first: r.now().UnixNano()}
 	in.agents[k.addr] = n + 1
 	r.put(sh, k, rec)
 	return rec

@@ -360,3 +360,29 @@ func TestViewUnknownInstance(t *testing.T) {
 		t.Fatal("no error for an unknown instance")
 	}
 }
+
+// Two processes behind one address (the guard's host callers) are two
+// callers, each with its own class.
+func TestProcessesAreCallers(t *testing.T) {
+	c := newClock()
+	r := NewRecorder(Options{Now: c.now})
+	ua := "curl/8.1.2"
+	a := getV1(addr1, ua, "/latest/meta-data/")
+	a.Process = "pid 10 legacy.sh"
+	b := getV2(addr1, ua, "/latest/meta-data/")
+	b.Process = "pid 11 modern.sh"
+	r.Observe(a)
+	r.Observe(b)
+	in := viewOne(t, r)
+	if len(in.Callers) != 2 {
+		t.Fatalf("callers %+v, want 2", in.Callers)
+	}
+	got := map[string]Class{}
+	for _, c := range in.Callers {
+		got[c.Process] = c.Class
+	}
+	want := map[string]Class{"pid 10 legacy.sh": ClassV1, "pid 11 modern.sh": ClassV2}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("classes by process (-want +got):\n%s", diff)
+	}
+}

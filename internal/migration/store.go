@@ -219,14 +219,14 @@ func (r *Recorder) View(ctx context.Context, fleet []InstanceInfo, only string) 
 		}
 		fleet = fleet[i : i+1]
 	}
-	merged := map[string]map[[2]string]*stored{}
+	merged := map[string]map[[3]string]*stored{}
 	add := func(id string, s stored) {
 		m := merged[id]
 		if m == nil {
-			m = map[[2]string]*stored{}
+			m = map[[3]string]*stored{}
 			merged[id] = m
 		}
-		k := [2]string{s.Address, s.UserAgent}
+		k := [3]string{s.Address, s.UserAgent, s.Process}
 		if cur := m[k]; cur != nil {
 			cur.merge(s)
 		} else {

@@ -64,9 +64,11 @@ func (c *Counts) add(o Counts) {
 // Caller is one caller of an instance, as the CLI, the API and the page show
 // it.
 type Caller struct {
-	Address    string    `json:"address"`
-	Via        string    `json:"via"`
-	UserAgent  string    `json:"user-agent"`
+	Address   string `json:"address"`
+	Via       string `json:"via"`
+	UserAgent string `json:"user-agent"`
+	// Process is the calling process, where imds guard found it.
+	Process    string    `json:"process,omitempty"`
 	SDK        string    `json:"sdk"`
 	SDKVersion string    `json:"sdk-version,omitempty"`
 	Class      Class     `json:"class"`
@@ -116,6 +118,7 @@ type stored struct {
 	Address      string `json:"address"`
 	Via          string `json:"via"`
 	UserAgent    string `json:"user-agent"`
+	Process      string `json:"process,omitempty"`
 	First        int64  `json:"first"`
 	Last         int64  `json:"last"`
 	Counts       Counts `json:"counts"`
@@ -132,6 +135,7 @@ type stored struct {
 func (rec *record) stored() stored {
 	s := stored{
 		UserAgent:    rec.ua,
+		Process:      rec.process,
 		Via:          rec.via.String(),
 		First:        rec.first,
 		Last:         rec.last.Load(),
@@ -162,7 +166,7 @@ func (rec *record) stored() stored {
 func restore(in *inst, s stored) (key, *record) {
 	instance := in.id
 	addr, _ := netip.ParseAddr(s.Address)
-	rec := &record{in: in, instance: instance, addr: addr, via: parseVia(s.Via), ua: s.UserAgent, first: s.First}
+	rec := &record{in: in, instance: instance, addr: addr, via: parseVia(s.Via), ua: s.UserAgent, process: s.Process, first: s.First}
 	rec.last.Store(s.Last)
 	rec.n[kindTokenPut].Store(s.Counts.TokenPuts)
 	rec.n[kindV2].Store(s.Counts.V2)
@@ -178,7 +182,7 @@ func restore(in *inst, s stored) (key, *record) {
 	rec.putStatus.Store(s.PutStatus)
 	rec.putForwarded.Store(s.PutForwarded)
 	rec.hopLimit.Store(s.HopLimit)
-	return key{instance, addr, s.UserAgent}, rec
+	return key{instance, addr, agentKey(s.UserAgent, s.Process)}, rec
 }
 
 func parseVia(s string) identity.Via {
@@ -260,6 +264,7 @@ func (s *stored) caller(now time.Time, window time.Duration) Caller {
 		Address:    s.Address,
 		Via:        s.Via,
 		UserAgent:  s.UserAgent,
+		Process:    s.Process,
 		SDK:        sdk,
 		SDKVersion: version,
 		Class:      class,
@@ -303,7 +308,10 @@ func instanceView(id, httpTokens string, recs []stored, now time.Time, window ti
 		if d := cmp.Compare(a.Address, b.Address); d != 0 {
 			return d
 		}
-		return cmp.Compare(a.UserAgent, b.UserAgent)
+		if d := cmp.Compare(a.UserAgent, b.UserAgent); d != 0 {
+			return d
+		}
+		return cmp.Compare(a.Process, b.Process)
 	})
 	breaking := len(in.Callers) - in.Classes[ClassV2]
 	switch {

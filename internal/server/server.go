@@ -28,6 +28,7 @@ import (
 	"github.com/imds/imds/internal/dataplane"
 	"github.com/imds/imds/internal/events"
 	"github.com/imds/imds/internal/fleet"
+	"github.com/imds/imds/internal/guard"
 	"github.com/imds/imds/internal/identity"
 	"github.com/imds/imds/internal/migration"
 	"github.com/imds/imds/internal/ratelimit"
@@ -68,6 +69,11 @@ type Options struct {
 	// WrapDataPlane, when set, wraps the data-plane handler on every data
 	// listener: test tooling that records requests (imdstest).
 	WrapDataPlane func(http.Handler) http.Handler
+	// Guard serves imds guard on the data-plane listeners: a proxy in front
+	// of the upstream IMDS configured in the guard section, in place of the
+	// fleet's data plane. GuardUpstream, when set, replaces its upstream.
+	Guard         bool
+	GuardUpstream string
 	Logger        *slog.Logger
 	Now           func() time.Time
 	// EventClock is when timed event steps fire; nil for the system clock.
@@ -90,6 +96,7 @@ type Server struct {
 	syncer   *fleet.Syncer
 	events   *events.Runner
 	handler  *dataplane.Handler
+	guard    *guard.Guard // in guard mode
 	admin    *controlplane.Handler
 	recorder *migration.Recorder
 	audit    *migration.AuditLog
@@ -192,12 +199,18 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		RateLimit:        s.limit,
 		RateLimitStatus:  rateLimitStatus(cfg.RateLimit.Response),
 	})
+	if o.Guard {
+		if err := s.newGuard(cfg, ring); err != nil {
+			s.st.Close()
+			return nil, err
+		}
+	}
 	if err := s.syncer.Sync(ctx); err != nil {
 		s.st.Close()
 		return nil, fmt.Errorf("load fleet: %w", err)
 	}
 	s.registerMetrics()
-	mig := migration.NewService(s.recorder, registryFleet{s.reg})
+	mig := migration.NewService(s.recorder, s.migrationFleet())
 	s.ops = registry.NewOperatorCache(s.reg, registry.OperatorCacheOptions{
 		Now:    o.Now,
 		Logger: o.Logger,
@@ -227,6 +240,9 @@ func (s *Server) setTokens(tr registry.TokenRing) {
 	}
 	if s.handler != nil {
 		s.handler.SetRing(ring)
+	}
+	if s.guard != nil {
+		s.guard.SetRing(ring)
 	}
 }
 
@@ -269,6 +285,9 @@ func (s *Server) loadConfig() (*config.Config, error) {
 	if s.opts.Config != nil {
 		return s.opts.Config, s.opts.Config.Validate()
 	}
+	if s.opts.ConfigPath == "" && s.opts.Guard {
+		return guardConfig(), nil
+	}
 	if s.opts.ConfigPath == "" {
 		return config.Demo(), nil
 	}
@@ -278,6 +297,9 @@ func (s *Server) loadConfig() (*config.Config, error) {
 // seed applies the configuration file; the demo instance is seeded only into
 // a store that has no instances.
 func (s *Server) seed(ctx context.Context, cfg *config.Config) error {
+	if s.opts.ConfigPath == "" && s.opts.Guard {
+		return nil
+	}
 	if s.opts.ConfigPath == "" && s.opts.Config == nil {
 		all, err := s.reg.Instances(ctx)
 		if err != nil {
@@ -336,6 +358,17 @@ func (s *Server) Reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if s.guard != nil {
+		if cfg.Guard == nil {
+			return errors.New("the configuration has no guard section")
+		}
+		if s.opts.GuardUpstream != "" {
+			cfg.Guard.Upstream = s.opts.GuardUpstream
+		}
+		if err := s.guard.Update(cfg.Guard, cfg.Roles); err != nil {
+			return err
+		}
+	}
 	if err := s.seed(ctx, cfg); err != nil {
 		return err
 	}
@@ -344,7 +377,12 @@ func (s *Server) Reload(ctx context.Context) error {
 }
 
 // Handler is the data-plane handler, for tests and embedding.
-func (s *Server) Handler() http.Handler { return s.handler }
+func (s *Server) Handler() http.Handler {
+	if s.guard != nil {
+		return s.guard
+	}
+	return s.handler
+}
 
 // Registry is the fleet's registry, for tests and embedding.
 func (s *Server) Registry() *registry.Registry { return s.reg }
@@ -448,7 +486,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	var servers []*http.Server
-	var data http.Handler = s.handler
+	data := s.Handler()
 	if s.opts.WrapDataPlane != nil {
 		data = s.opts.WrapDataPlane(data)
 	}
@@ -469,6 +507,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	g.Go(func() error { return s.syncer.Run(gctx) })
 	g.Go(func() error { return s.creds.Run(gctx) })
 	g.Go(func() error { return s.recorder.Run(gctx) })
+	if s.guard != nil {
+		g.Go(func() error { s.guard.Start(gctx); return nil })
+	}
 	if s.audit != nil {
 		g.Go(func() error { return s.audit.Run(gctx) })
 	}
@@ -509,7 +550,20 @@ func (s *Server) ready() (bool, []string) {
 			reasons = append(reasons, fmt.Sprintf("role %s: %d credential sets failing to renew (%s); the last good ones are served", r.Role, r.Failing, r.LastErrorKind))
 		}
 	}
+	if s.guard != nil {
+		_, r := s.guard.Ready()
+		reasons = append(reasons, r...)
+	}
 	return len(reasons) == 0, reasons
+}
+
+// migrationFleet is what the migration view lists: the registry's
+// instances, or the guard's upstream.
+func (s *Server) migrationFleet() migration.Fleet {
+	if s.guard != nil {
+		return guardFleet{s.guard}
+	}
+	return registryFleet{s.reg}
 }
 
 func (s *Server) timeout() time.Duration { return registry.DefaultTimeout }

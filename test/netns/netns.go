@@ -336,3 +336,8 @@ func (o *output) matching(substr string) ([]string, <-chan struct{}) {
 	}
 	return lines, o.changed
 }
+
+// Signal sends sig to the process (not its group): SIGHUP to reload.
+func (p *Process) Signal(sig syscall.Signal) error {
+	return syscall.Kill(p.cmd.Process.Pid, sig)
+}

@@ -66,12 +66,12 @@ func docs(t *testing.T) []string {
 }
 
 // TestConfigExamplesLoad parses every YAML block that is a configuration
-// file (it has instances:) with the real loader.
+// file (it has instances: or guard:) with the real loader.
 func TestConfigExamplesLoad(t *testing.T) {
 	seen := 0
 	for _, path := range docs(t) {
 		for _, b := range blocks(t, path) {
-			if b.lang != "yaml" || !regexp.MustCompile(`(?m)^instances:`).MatchString(b.body) {
+			if b.lang != "yaml" || !regexp.MustCompile(`(?m)^(instances|guard):`).MatchString(b.body) {
 				continue
 			}
 			seen++

@@ -1,12 +1,8 @@
 package cli
 
 import (
-	"errors"
 	"log/slog"
-	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -40,29 +36,7 @@ leaves everything as it is) and reopens the audit log. See docs/guard.md.`,
 				return &exitError{ExitUsage, err}
 			}
 			o.Guard = true
-			o.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
-			s, err := server.New(cmd.Context(), o)
-			var ce *server.ConfigError
-			if errors.As(err, &ce) {
-				return &exitError{ExitInvalid, err}
-			}
-			if err != nil {
-				return err
-			}
-			if err := s.Listen(cmd.Context()); err != nil {
-				return err
-			}
-			hup := make(chan os.Signal, 1)
-			signal.Notify(hup, syscall.SIGHUP)
-			defer signal.Stop(hup)
-			go func() {
-				for range hup {
-					if err := s.Reload(cmd.Context()); err != nil {
-						o.Logger.Error("reload failed; nothing changed", "err", err)
-					}
-				}
-			}()
-			return s.Serve(cmd.Context())
+			return runServer(cmd, o, level)
 		},
 	}
 	f := cmd.Flags()

@@ -51,29 +51,7 @@ audit log.`,
 			if o.Store == "etcd" && len(o.Etcd.Endpoints) == 0 {
 				return &exitError{ExitUsage, fmt.Errorf("--store etcd needs --etcd-endpoints")}
 			}
-			o.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
-			s, err := server.New(cmd.Context(), o)
-			var ce *server.ConfigError
-			if errors.As(err, &ce) {
-				return &exitError{ExitInvalid, err}
-			}
-			if err != nil {
-				return err
-			}
-			if err := s.Listen(cmd.Context()); err != nil {
-				return err
-			}
-			hup := make(chan os.Signal, 1)
-			signal.Notify(hup, syscall.SIGHUP)
-			defer signal.Stop(hup)
-			go func() {
-				for range hup {
-					if err := s.Reload(cmd.Context()); err != nil {
-						o.Logger.Error("reload failed; nothing changed", "err", err)
-					}
-				}
-			}()
-			return s.Serve(cmd.Context())
+			return runServer(cmd, o, level)
 		},
 	}
 	f := cmd.Flags()
@@ -94,4 +72,32 @@ audit log.`,
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.PreRun = func(*cobra.Command, []string) { o.Etcd.Password = os.Getenv("IMDS_ETCD_PASSWORD") }
 	return cmd
+}
+
+// runServer runs the server of o until the command's context ends, logging
+// at level; SIGHUP reloads it. `imds serve` and `imds guard` share it.
+func runServer(cmd *cobra.Command, o server.Options, level slog.Level) error {
+	o.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+	s, err := server.New(cmd.Context(), o)
+	var ce *server.ConfigError
+	if errors.As(err, &ce) {
+		return &exitError{ExitInvalid, err}
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.Listen(cmd.Context()); err != nil {
+		return err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			if err := s.Reload(cmd.Context()); err != nil {
+				o.Logger.Error("reload failed; nothing changed", "err", err)
+			}
+		}
+	}()
+	return s.Serve(cmd.Context())
 }

@@ -233,29 +233,7 @@ func (h *Handler) instancesByID(ctx context.Context, ids []string) ([]*registry.
 
 // filtersOf reads the Filter.N parameters, allowing only names in known.
 func (c *ec2Call) filtersOf(known []string) ([]ec2Filter, error) {
-	idx, err := c.indices("Filter")
-	if err != nil {
-		return nil, err
-	}
-	var out []ec2Filter
-	for _, i := range idx {
-		name, ok := c.str(fmt.Sprintf("Filter.%d.Name", i))
-		if !ok || *name == "" {
-			return nil, errMissing(fmt.Sprintf("Filter.%d.Name", i))
-		}
-		if !slices.Contains(known, *name) {
-			return nil, errInvalid("The filter '%s' is invalid", *name)
-		}
-		vals, err := c.list(fmt.Sprintf("Filter.%d.Value", i))
-		if err != nil {
-			return nil, err
-		}
-		if len(vals) == 0 {
-			return nil, errMissing(fmt.Sprintf("Filter.%d.Value.1", i))
-		}
-		out = append(out, ec2Filter{*name, vals})
-	}
-	return out, nil
+	return c.filtersWhere(func(name string) bool { return slices.Contains(known, name) })
 }
 
 // matchesValues applies filters to the values an instance has for each name.

@@ -345,6 +345,15 @@ type ec2Filter struct {
 }
 
 func (c *ec2Call) filters() ([]ec2Filter, error) {
+	return c.filtersWhere(func(name string) bool {
+		_, known := filterValues(name, &registry.Instance{}, &metadata.Instance{})
+		return known
+	})
+}
+
+// filtersWhere reads the Filter.N parameters, allowing the names known
+// says it knows.
+func (c *ec2Call) filtersWhere(known func(name string) bool) ([]ec2Filter, error) {
 	idx, err := c.indices("Filter")
 	if err != nil {
 		return nil, err
@@ -355,7 +364,7 @@ func (c *ec2Call) filters() ([]ec2Filter, error) {
 		if !ok || *name == "" {
 			return nil, errMissing(fmt.Sprintf("Filter.%d.Name", i))
 		}
-		if _, known := filterValues(*name, &registry.Instance{}, &metadata.Instance{}); !known {
+		if !known(*name) {
 			return nil, errInvalid("The filter '%s' is invalid", *name)
 		}
 		vals, err := c.list(fmt.Sprintf("Filter.%d.Value", i))

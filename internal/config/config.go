@@ -7,6 +7,8 @@
 package config
 
 import (
+	"github.com/imds/imds/internal/ec2id"
+
 	"bytes"
 	"errors"
 	"fmt"
@@ -390,11 +392,6 @@ func indexLines(n *yaml.Node, prefix string, out map[string]int) {
 }
 
 var (
-	instanceIDRe = regexp.MustCompile(`^i-[0-9a-f]{8}([0-9a-f]{9})?$`)
-	accountIDRe  = regexp.MustCompile(`^[0-9]{12}$`)
-	amiIDRe      = regexp.MustCompile(`^ami-[0-9a-f]{8}([0-9a-f]{9})?$`)
-	azRe         = regexp.MustCompile(`^([a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]+)[a-z]$`)
-	regionRe     = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]+$`)
 	macRe        = regexp.MustCompile(`^[0-9a-f]{2}(:[0-9a-f]{2}){5}$`)
 	apiVersionRe = regexp.MustCompile(`^(1\.0|[0-9]{4}-[0-9]{2}-[0-9]{2})$`)
 	roleNameRe   = regexp.MustCompile(`^[\w+=,.@-]{1,64}$`)
@@ -510,8 +507,8 @@ func (c *Config) Validate() error {
 
 // ValidateInstanceID checks the form of an instance id.
 func ValidateInstanceID(id string) error {
-	if !instanceIDRe.MatchString(id) {
-		return fmt.Errorf("%q is not an instance id (i- and 8 or 17 hex digits)", id)
+	if !ec2id.Instance.Valid(id) {
+		return fmt.Errorf("%q is not %s", id, ec2id.Instance.What)
 	}
 	return nil
 }
@@ -578,6 +575,13 @@ func (v *validator) oneOf(key, value string, allowed ...string) {
 	}
 }
 
+// id checks that value, if set, has the form f.
+func (v *validator) id(key, value string, f ec2id.Form) {
+	if value != "" && !f.Valid(value) {
+		v.add(key, value, "not "+f.What)
+	}
+}
+
 func (v *validator) match(key, value string, re *regexp.Regexp, what string) {
 	if value != "" && !re.MatchString(value) {
 		v.add(key, value, "not "+what)
@@ -612,13 +616,13 @@ func (v *validator) instance(p string, in *Instance) {
 	if in.InstanceID == "" {
 		v.add(p+".instance-id", "", "required")
 	}
-	v.match(p+".instance-id", in.InstanceID, instanceIDRe, "an instance id (i- and 8 or 17 hex digits)")
-	v.match(p+".account-id", in.AccountID, accountIDRe, "an account id (12 digits)")
-	v.match(p+".ami-id", in.AMIID, amiIDRe, "an AMI id (ami- and 8 or 17 hex digits)")
-	v.match(p+".availability-zone", in.AvailabilityZone, azRe, "an availability zone such as us-east-1a")
-	v.match(p+".region", in.Region, regionRe, "a region such as us-east-1")
+	v.id(p+".instance-id", in.InstanceID, ec2id.Instance)
+	v.id(p+".account-id", in.AccountID, ec2id.Account)
+	v.id(p+".ami-id", in.AMIID, ec2id.Image)
+	v.id(p+".availability-zone", in.AvailabilityZone, ec2id.Zone)
+	v.id(p+".region", in.Region, ec2id.Region)
 	if in.Region != "" && in.AvailabilityZone != "" {
-		if m := azRe.FindStringSubmatch(in.AvailabilityZone); m != nil && m[1] != in.Region {
+		if r, ok := ec2id.RegionOfZone(in.AvailabilityZone); ok && r != in.Region {
 			v.add(p+".region", in.Region, "availability-zone "+in.AvailabilityZone+" is not in it")
 		}
 	}

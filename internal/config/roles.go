@@ -1,6 +1,8 @@
 package config
 
 import (
+	"github.com/imds/imds/internal/ec2id"
+
 	"fmt"
 	"net/url"
 	"regexp"
@@ -195,7 +197,7 @@ func (v *validator) source(p string, r *Role) {
 		if s.SecretAccessKey == "" {
 			v.add(sp+".secret-access-key", "", "required")
 		}
-		v.match(sp+".account-id", s.AccountID, accountIDRe, "an account id (12 digits)")
+		v.id(sp+".account-id", s.AccountID, ec2id.Account)
 		v.timestamp(sp+".expiration", s.Expiration)
 	case r.AssumeRole != nil:
 		v.assumeRole(p+".assume-role", r.AssumeRole)
@@ -243,7 +245,7 @@ func (v *validator) assumeRole(p string, a *AssumeRoleSource) {
 			v.add(p+".sts-endpoint", a.STSEndpoint, "not an http or https URL")
 		}
 	}
-	v.match(p+".region", a.Region, regionRe, "a region such as us-east-1")
+	v.id(p+".region", a.Region, ec2id.Region)
 	v.duration(p+".timeout", a.Timeout, time.Second, MaxSourceTimeout)
 }
 

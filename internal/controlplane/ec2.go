@@ -9,12 +9,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/imds/imds/internal/ec2id"
 	"github.com/imds/imds/internal/registry"
 )
 
@@ -212,11 +212,6 @@ func newRequestID() string {
 
 // --- parameters ---
 
-var (
-	instanceIDRe = regexp.MustCompile(`^i-[0-9a-f]{8}([0-9a-f]{9})?$`)
-	imageIDRe    = regexp.MustCompile(`^ami-[0-9a-f]{8}([0-9a-f]{9})?$`)
-)
-
 func errInstanceNotFound(ids ...string) *ec2Error {
 	if len(ids) == 1 {
 		return &ec2Error{http.StatusBadRequest, "InvalidInstanceID.NotFound", fmt.Sprintf("The instance ID '%s' does not exist", ids[0])}
@@ -229,14 +224,14 @@ func errImageNotFound(id string) *ec2Error {
 }
 
 func checkInstanceID(id string) error {
-	if !instanceIDRe.MatchString(id) {
+	if !ec2id.Instance.Valid(id) {
 		return &ec2Error{http.StatusBadRequest, "InvalidInstanceID.Malformed", fmt.Sprintf("Invalid id: %q", id)}
 	}
 	return nil
 }
 
 func checkImageID(id string) error {
-	if !imageIDRe.MatchString(id) {
+	if !ec2id.Image.Valid(id) {
 		return &ec2Error{http.StatusBadRequest, "InvalidAMIID.Malformed", fmt.Sprintf("Invalid id: %q (expecting \"ami-...\")", id)}
 	}
 	return nil

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/imds/imds/internal/config"
+	"github.com/imds/imds/internal/ec2id"
 	"github.com/imds/imds/internal/registry"
 	"github.com/imds/imds/internal/store"
 	"github.com/imds/imds/internal/store/boltstore"
@@ -363,7 +364,7 @@ func TestEC2DefaultsAreRegional(t *testing.T) {
 
 func TestImageIDForName(t *testing.T) {
 	id := ImageIDForName("golden-al2023")
-	if !imageIDRe.MatchString(id) || id != ImageIDForName("golden-al2023") || id == ImageIDForName("other") {
+	if !ec2id.Image.Valid(id) || id != ImageIDForName("golden-al2023") || id == ImageIDForName("other") {
 		t.Errorf("ImageIDForName: %s is not a stable AMI id", id)
 	}
 }

@@ -7,14 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/imds/imds/internal/config"
+	"github.com/imds/imds/internal/ec2id"
 )
-
-var accountIDRe = regexp.MustCompile(`^[0-9]{12}$`)
 
 // maxProcessOutput bounds what a credential process may print.
 const maxProcessOutput = 64 << 10
@@ -89,7 +87,7 @@ func parseProcessOutput(b []byte) (*creds, error) {
 		return nil, bad("lacks AccessKeyId or SecretAccessKey")
 	}
 	c := &creds{AccessKeyID: o.AccessKeyID, SecretAccessKey: o.SecretAccessKey, SessionToken: o.SessionToken}
-	if accountIDRe.MatchString(o.AccountID) {
+	if ec2id.Account.Valid(o.AccountID) {
 		c.AccountID = o.AccountID
 	}
 	if o.Expiration != "" {

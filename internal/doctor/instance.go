@@ -7,10 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"strings"
 	"time"
 
+	"github.com/imds/imds/internal/ec2id"
 	"github.com/imds/imds/internal/imdsclient"
 )
 
@@ -45,8 +45,6 @@ type credentialsDoc struct {
 	fields                             map[string]bool // the fields present
 }
 
-var instanceIDRe = regexp.MustCompile(`^i-[0-9a-f]{8,17}$`)
-
 func (f *instanceFacts) idOrPlaceholder() string {
 	if f.id != "" {
 		return f.id
@@ -76,7 +74,7 @@ func readInstance(ctx context.Context, r *run) instanceFacts {
 	f.note(p.v1)
 	if id, err := r.o.ReadFile("/sys/devices/virtual/dmi/id/board_asset_tag"); err == nil {
 		// EC2 Nitro instances carry their id as the board asset tag.
-		if s := strings.TrimSpace(string(id)); instanceIDRe.MatchString(s) {
+		if s := strings.TrimSpace(string(id)); ec2id.Instance.Valid(s) {
 			f.id = s
 		}
 	}
@@ -104,7 +102,7 @@ func readInstance(ctx context.Context, r *run) instanceFacts {
 		return resp.Body, nil
 	}
 
-	if b, err := get("/latest/meta-data/instance-id"); err == nil && instanceIDRe.Match(b) {
+	if b, err := get("/latest/meta-data/instance-id"); err == nil && ec2id.Instance.Valid(string(b)) {
 		f.id = string(b)
 	}
 
@@ -151,7 +149,7 @@ func readInstance(ctx context.Context, r *run) instanceFacts {
 		if f.zone == "" {
 			f.zone = doc.AvailabilityZone
 		}
-		if f.id == "" && instanceIDRe.MatchString(doc.InstanceID) {
+		if f.id == "" && ec2id.Instance.Valid(doc.InstanceID) {
 			f.id = doc.InstanceID
 		}
 	}

@@ -3,11 +3,12 @@
 package metadata
 
 import (
+	"github.com/imds/imds/internal/ec2id"
+
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"strings"
 	"time"
 )
@@ -71,8 +72,6 @@ type Instance struct {
 	Options                    Options
 	Addresses                  []netip.Addr
 }
-
-var azRegion = regexp.MustCompile(`^([a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]+)[a-z]$`)
 
 // Derive fills every empty field with the value EC2 would show for such an
 // instance, computed from the instance id so that it is stable across restarts.
@@ -147,8 +146,8 @@ func RegionOf(availabilityZone, region string) string {
 	if region != "" {
 		return region
 	}
-	if m := azRegion.FindStringSubmatch(availabilityZone); m != nil {
-		return m[1]
+	if r, ok := ec2id.RegionOfZone(availabilityZone); ok {
+		return r
 	}
 	return "us-east-1"
 }

@@ -13,15 +13,12 @@ import (
 	"time"
 
 	"github.com/imds/imds/internal/config"
+	"github.com/imds/imds/internal/ec2id"
 	"github.com/imds/imds/internal/store"
 	"github.com/imds/imds/internal/token"
 )
 
-var (
-	regionRe  = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]+$`)
-	imageIDRe = regexp.MustCompile(`^ami-[0-9a-f]{8}([0-9a-f]{9})?$`)
-	nameRe    = regexp.MustCompile(`^[\w+=,.@-]{1,64}$`)
-)
+var nameRe = regexp.MustCompile(`^[\w+=,.@-]{1,64}$`)
 
 // --- account defaults ---
 
@@ -48,8 +45,8 @@ type DefaultChanges struct {
 // ModifyDefaults changes a region's account defaults. Existing instances are
 // not affected, as on EC2.
 func (r *Registry) ModifyDefaults(ctx context.Context, region string, c DefaultChanges) (Defaults, error) {
-	if !regionRe.MatchString(region) {
-		return Defaults{}, &InvalidError{Field: "region", Value: region, Msg: "not a region such as us-east-1"}
+	if !ec2id.Region.Valid(region) {
+		return Defaults{}, &InvalidError{Field: "region", Value: region, Msg: "not " + ec2id.Region.What}
 	}
 	set := func(field string, dst *string, v *string, allowed ...string) error {
 		if v == nil {
@@ -118,8 +115,8 @@ func (r *Registry) Image(ctx context.Context, id string) (Image, error) {
 // PutImage registers an image or changes its imds-support. As on EC2,
 // imds-support v2.0 cannot be taken back.
 func (r *Registry) PutImage(ctx context.Context, img Image) error {
-	if !imageIDRe.MatchString(img.ImageID) {
-		return &InvalidError{Field: "ImageId", Value: img.ImageID, Msg: "not an AMI id (ami- and 8 or 17 hex digits)"}
+	if !ec2id.Image.Valid(img.ImageID) {
+		return &InvalidError{Field: "ImageId", Value: img.ImageID, Msg: "not " + ec2id.Image.What}
 	}
 	if img.ImdsSupport != "" && img.ImdsSupport != "v2.0" {
 		return &InvalidError{Field: "ImdsSupport", Value: img.ImdsSupport, Msg: "the only value is v2.0"}

@@ -18,8 +18,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/config"
-	"github.com/imds/imds/internal/controlplane"
 	"github.com/imds/imds/internal/migration"
 )
 
@@ -37,7 +37,7 @@ const (
 type Options struct {
 	// URL is the control plane's base URL; DefaultURL when empty.
 	URL         string
-	Credentials Credentials
+	Credentials adminapi.Credentials
 	// HTTPClient is http.Client{Timeout: DefaultTimeout} when nil.
 	HTTPClient *http.Client
 	// Now is the signing clock; time.Now when nil.
@@ -47,7 +47,7 @@ type Options struct {
 // Client calls the admin API.
 type Client struct {
 	base  *url.URL
-	creds Credentials
+	creds adminapi.Credentials
 	hc    *http.Client
 	now   func() time.Time
 }
@@ -135,7 +135,7 @@ func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, b
 		req.Header[k] = v
 	}
 	req.Header.Set("Accept", "application/json")
-	if err := controlplane.SignRequest(req, body, c.creds.AccessKeyID, c.creds.SecretAccessKey, Region, Service, c.now()); err != nil {
+	if err := adminapi.SignRequest(req, body, c.creds.AccessKeyID, c.creds.SecretAccessKey, Region, Service, c.now()); err != nil {
 		return 0, err
 	}
 	resp, err := c.hc.Do(req)
@@ -156,7 +156,7 @@ func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, b
 	}
 	if resp.StatusCode/100 != 2 {
 		e := &Error{Status: resp.StatusCode, Code: http.StatusText(resp.StatusCode)}
-		var eb controlplane.ErrorBody
+		var eb adminapi.ErrorBody
 		if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
 			e.Code, e.Message = eb.Error.Code, eb.Error.Message
 		} else {
@@ -195,15 +195,15 @@ func seg(s string) string { return "/" + url.PathEscape(s) }
 // --- instances ---
 
 // Instances lists the instances, sorted by id.
-func (c *Client) Instances(ctx context.Context) ([]controlplane.InstanceSummary, error) {
-	var out controlplane.InstanceList
+func (c *Client) Instances(ctx context.Context) ([]adminapi.InstanceSummary, error) {
+	var out adminapi.InstanceList
 	_, err := c.do(ctx, http.MethodGet, "/v1/instances", nil, nil, &out)
 	return out.Instances, err
 }
 
 // Instance returns one instance.
-func (c *Client) Instance(ctx context.Context, id string) (*controlplane.InstanceRecord, error) {
-	var out controlplane.InstanceRecord
+func (c *Client) Instance(ctx context.Context, id string) (*adminapi.InstanceRecord, error) {
+	var out adminapi.InstanceRecord
 	if _, err := c.do(ctx, http.MethodGet, "/v1/instances"+seg(id), nil, nil, &out); err != nil {
 		return nil, err
 	}
@@ -211,12 +211,12 @@ func (c *Client) Instance(ctx context.Context, id string) (*controlplane.Instanc
 }
 
 // PutInstance registers an instance or replaces its spec; created tells which.
-func (c *Client) PutInstance(ctx context.Context, spec config.Instance, cond Cond) (rec *controlplane.InstanceRecord, created bool, err error) {
+func (c *Client) PutInstance(ctx context.Context, spec config.Instance, cond Cond) (rec *adminapi.InstanceRecord, created bool, err error) {
 	hdr, body, err := jsonBody(spec)
 	if err != nil {
 		return nil, false, err
 	}
-	var out controlplane.InstanceRecord
+	var out adminapi.InstanceRecord
 	status, err := c.do(ctx, http.MethodPut, "/v1/instances"+seg(spec.InstanceID), merge(hdr, cond.header()), body, &out)
 	if err != nil {
 		return nil, false, err
@@ -226,12 +226,12 @@ func (c *Client) PutInstance(ctx context.Context, spec config.Instance, cond Con
 
 // PutInstances registers instances or replaces their specs, all or none: if
 // one breaks a registry rule, none is written and the error names each.
-func (c *Client) PutInstances(ctx context.Context, specs []config.Instance) ([]controlplane.InstanceWritten, error) {
-	hdr, body, err := jsonBody(controlplane.InstanceBatch{Instances: specs})
+func (c *Client) PutInstances(ctx context.Context, specs []config.Instance) ([]adminapi.InstanceWritten, error) {
+	hdr, body, err := jsonBody(adminapi.InstanceBatch{Instances: specs})
 	if err != nil {
 		return nil, err
 	}
-	var out controlplane.InstanceBatchResult
+	var out adminapi.InstanceBatchResult
 	if _, err := c.do(ctx, http.MethodPut, "/v1/instances", hdr, body, &out); err != nil {
 		return nil, err
 	}
@@ -246,12 +246,12 @@ func (c *Client) DeleteInstance(ctx context.Context, id string, cond Cond) error
 
 // AddEvent injects a Spot interruption, a rebalance recommendation or a
 // maintenance event into an instance's metadata.
-func (c *Client) AddEvent(ctx context.Context, id string, ev controlplane.EventRequest) (*controlplane.InstanceRecord, error) {
+func (c *Client) AddEvent(ctx context.Context, id string, ev adminapi.EventRequest) (*adminapi.InstanceRecord, error) {
 	hdr, body, err := jsonBody(ev)
 	if err != nil {
 		return nil, err
 	}
-	var out controlplane.InstanceRecord
+	var out adminapi.InstanceRecord
 	if _, err := c.do(ctx, http.MethodPost, "/v1/instances"+seg(id)+"/events", hdr, body, &out); err != nil {
 		return nil, err
 	}
@@ -260,8 +260,8 @@ func (c *Client) AddEvent(ctx context.Context, id string, ev controlplane.EventR
 
 // EndEvent moves an instance's maintenance event to history: verb is
 // "cancel" or "complete".
-func (c *Client) EndEvent(ctx context.Context, id, eventID, verb string) (*controlplane.InstanceRecord, error) {
-	var out controlplane.InstanceRecord
+func (c *Client) EndEvent(ctx context.Context, id, eventID, verb string) (*adminapi.InstanceRecord, error) {
+	var out adminapi.InstanceRecord
 	if _, err := c.do(ctx, http.MethodPost, "/v1/instances"+seg(id)+"/events"+seg(eventID)+"/"+verb, nil, nil, &out); err != nil {
 		return nil, err
 	}
@@ -269,25 +269,25 @@ func (c *Client) EndEvent(ctx context.Context, id, eventID, verb string) (*contr
 }
 
 // RescheduleEvent moves an instance's maintenance event to start at notBefore.
-func (c *Client) RescheduleEvent(ctx context.Context, id, eventID string, notBefore time.Time) (*controlplane.InstanceRecord, error) {
-	hdr, body, err := jsonBody(controlplane.RescheduleRequest{NotBefore: notBefore.UTC().Format(time.RFC3339)})
+func (c *Client) RescheduleEvent(ctx context.Context, id, eventID string, notBefore time.Time) (*adminapi.InstanceRecord, error) {
+	hdr, body, err := jsonBody(adminapi.RescheduleRequest{NotBefore: notBefore.UTC().Format(time.RFC3339)})
 	if err != nil {
 		return nil, err
 	}
-	var out controlplane.InstanceRecord
+	var out adminapi.InstanceRecord
 	if _, err := c.do(ctx, http.MethodPost, "/v1/instances"+seg(id)+"/events"+seg(eventID)+"/reschedule", hdr, body, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
 }
 
-// ChangeState stops, starts or terminates an instance (controlplane.StateStop, ...).
-func (c *Client) ChangeState(ctx context.Context, id, action string) (*controlplane.StateChange, error) {
-	hdr, body, err := jsonBody(controlplane.StateRequest{Action: action})
+// ChangeState stops, starts or terminates an instance (adminapi.StateStop, ...).
+func (c *Client) ChangeState(ctx context.Context, id, action string) (*adminapi.StateChange, error) {
+	hdr, body, err := jsonBody(adminapi.StateRequest{Action: action})
 	if err != nil {
 		return nil, err
 	}
-	var out controlplane.StateChange
+	var out adminapi.StateChange
 	if _, err := c.do(ctx, http.MethodPost, "/v1/instances"+seg(id)+"/state", hdr, body, &out); err != nil {
 		return nil, err
 	}
@@ -295,12 +295,12 @@ func (c *Client) ChangeState(ctx context.Context, id, action string) (*controlpl
 }
 
 // AddFleetEvent injects one event into every instance a request selects.
-func (c *Client) AddFleetEvent(ctx context.Context, req controlplane.FleetEventRequest) (*controlplane.FleetEventResult, error) {
+func (c *Client) AddFleetEvent(ctx context.Context, req adminapi.FleetEventRequest) (*adminapi.FleetEventResult, error) {
 	hdr, body, err := jsonBody(req)
 	if err != nil {
 		return nil, err
 	}
-	var out controlplane.FleetEventResult
+	var out adminapi.FleetEventResult
 	if _, err := c.do(ctx, http.MethodPost, "/v1/events", hdr, body, &out); err != nil {
 		return nil, err
 	}
@@ -309,8 +309,8 @@ func (c *Client) AddFleetEvent(ctx context.Context, req controlplane.FleetEventR
 
 // ClearEvents removes an instance's Spot interruption, rebalance
 // recommendation and maintenance events.
-func (c *Client) ClearEvents(ctx context.Context, id string) (*controlplane.InstanceRecord, error) {
-	var out controlplane.InstanceRecord
+func (c *Client) ClearEvents(ctx context.Context, id string) (*adminapi.InstanceRecord, error) {
+	var out adminapi.InstanceRecord
 	if _, err := c.do(ctx, http.MethodDelete, "/v1/instances"+seg(id)+"/events", nil, nil, &out); err != nil {
 		return nil, err
 	}
@@ -320,15 +320,15 @@ func (c *Client) ClearEvents(ctx context.Context, id string) (*controlplane.Inst
 // --- roles ---
 
 // Roles lists the roles, sorted by name, without their secret keys.
-func (c *Client) Roles(ctx context.Context) ([]controlplane.RoleRecord, error) {
-	var out controlplane.RoleList
+func (c *Client) Roles(ctx context.Context) ([]adminapi.RoleRecord, error) {
+	var out adminapi.RoleList
 	_, err := c.do(ctx, http.MethodGet, "/v1/roles", nil, nil, &out)
 	return out.Roles, err
 }
 
 // Role returns one role without its secret keys.
-func (c *Client) Role(ctx context.Context, name string) (*controlplane.RoleRecord, error) {
-	var out controlplane.RoleRecord
+func (c *Client) Role(ctx context.Context, name string) (*adminapi.RoleRecord, error) {
+	var out adminapi.RoleRecord
 	if _, err := c.do(ctx, http.MethodGet, "/v1/roles"+seg(name), nil, nil, &out); err != nil {
 		return nil, err
 	}
@@ -336,14 +336,14 @@ func (c *Client) Role(ctx context.Context, name string) (*controlplane.RoleRecor
 }
 
 // PutRole creates or replaces a role; created tells which.
-func (c *Client) PutRole(ctx context.Context, name string, role *config.Role, cond Cond) (rec *controlplane.RoleRecord, created bool, err error) {
+func (c *Client) PutRole(ctx context.Context, name string, role *config.Role, cond Cond) (rec *adminapi.RoleRecord, created bool, err error) {
 	// A role has YAML keys only: send it as YAML.
 	body, err := yaml.Marshal(role)
 	if err != nil {
 		return nil, false, err
 	}
 	hdr := http.Header{"Content-Type": {"application/yaml"}}
-	var out controlplane.RoleRecord
+	var out adminapi.RoleRecord
 	status, err := c.do(ctx, http.MethodPut, "/v1/roles"+seg(name), merge(hdr, cond.header()), body, &out)
 	if err != nil {
 		return nil, false, err
@@ -360,20 +360,20 @@ func (c *Client) DeleteRole(ctx context.Context, name string, cond Cond) error {
 // --- relays ---
 
 // Relays lists the relays, sorted by name, without their secrets.
-func (c *Client) Relays(ctx context.Context) ([]controlplane.RelayRecord, error) {
-	var out controlplane.RelayList
+func (c *Client) Relays(ctx context.Context) ([]adminapi.RelayRecord, error) {
+	var out adminapi.RelayList
 	_, err := c.do(ctx, http.MethodGet, "/v1/relays", nil, nil, &out)
 	return out.Relays, err
 }
 
 // PutRelay creates or replaces a relay. With a nil secret the server makes
 // one and returns it, in this answer only.
-func (c *Client) PutRelay(ctx context.Context, name string, addresses []string, secret []byte) (*controlplane.RelayRecord, error) {
-	hdr, body, err := jsonBody(controlplane.RelayPut{Addresses: addresses, Secret: secret})
+func (c *Client) PutRelay(ctx context.Context, name string, addresses []string, secret []byte) (*adminapi.RelayRecord, error) {
+	hdr, body, err := jsonBody(adminapi.RelayPut{Addresses: addresses, Secret: secret})
 	if err != nil {
 		return nil, err
 	}
-	var out controlplane.RelayRecord
+	var out adminapi.RelayRecord
 	if _, err := c.do(ctx, http.MethodPut, "/v1/relays"+seg(name), hdr, body, &out); err != nil {
 		return nil, err
 	}
@@ -390,8 +390,8 @@ func (c *Client) DeleteRelay(ctx context.Context, name string) error {
 
 // RotateTokenKey makes a new IMDSv2 token signing key. Tokens signed with
 // the previous keys stay valid until they expire.
-func (c *Client) RotateTokenKey(ctx context.Context) (*controlplane.TokenKeys, error) {
-	var out controlplane.TokenKeys
+func (c *Client) RotateTokenKey(ctx context.Context) (*adminapi.TokenKeys, error) {
+	var out adminapi.TokenKeys
 	if _, err := c.do(ctx, http.MethodPost, "/v1/keys/token/rotate", nil, nil, &out); err != nil {
 		return nil, err
 	}
@@ -399,15 +399,15 @@ func (c *Client) RotateTokenKey(ctx context.Context) (*controlplane.TokenKeys, e
 }
 
 // OperatorKeys lists the operator keys, without their secrets.
-func (c *Client) OperatorKeys(ctx context.Context) ([]controlplane.OperatorKey, error) {
-	var out controlplane.OperatorKeyList
+func (c *Client) OperatorKeys(ctx context.Context) ([]adminapi.OperatorKey, error) {
+	var out adminapi.OperatorKeyList
 	_, err := c.do(ctx, http.MethodGet, "/v1/keys/operator", nil, nil, &out)
 	return out.Keys, err
 }
 
 // AddOperatorKey makes a new operator key. Its secret is in this answer only.
-func (c *Client) AddOperatorKey(ctx context.Context) (*controlplane.OperatorKey, error) {
-	var out controlplane.OperatorKey
+func (c *Client) AddOperatorKey(ctx context.Context) (*adminapi.OperatorKey, error) {
+	var out adminapi.OperatorKey
 	if _, err := c.do(ctx, http.MethodPost, "/v1/keys/operator", nil, nil, &out); err != nil {
 		return nil, err
 	}
@@ -453,9 +453,9 @@ func (c *Client) MigrationEnforce(ctx context.Context, req migration.EnforceRequ
 	return &out, nil
 }
 
-// UILogin mints a one-time login to the web page; see controlplane.UILogin.
-func (c *Client) UILogin(ctx context.Context) (*controlplane.UILogin, error) {
-	var out controlplane.UILogin
+// UILogin mints a one-time login to the web page; see adminapi.UILogin.
+func (c *Client) UILogin(ctx context.Context) (*adminapi.UILogin, error) {
+	var out adminapi.UILogin
 	if _, err := c.do(ctx, http.MethodPost, "/v1/ui/login", nil, nil, &out); err != nil {
 		return nil, err
 	}

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/config"
 	"github.com/imds/imds/internal/controlplane"
 	"github.com/imds/imds/internal/registry"
@@ -25,7 +25,7 @@ type operators map[string]string
 
 func (o operators) Secret(_ context.Context, id string) (string, bool) { s, ok := o[id]; return s, ok }
 
-var testCreds = Credentials{AccessKeyID: "IMDSTESTKEY", SecretAccessKey: "test-secret"}
+var testCreds = adminapi.Credentials{AccessKeyID: "IMDSTESTKEY", SecretAccessKey: "test-secret"}
 
 // newServer runs the whole control plane over a bbolt store.
 func newServer(t *testing.T) *httptest.Server {
@@ -43,7 +43,7 @@ func newServer(t *testing.T) *httptest.Server {
 	return srv
 }
 
-func newClient(t *testing.T, url string, creds Credentials) *Client {
+func newClient(t *testing.T, url string, creds adminapi.Credentials) *Client {
 	t.Helper()
 	c, err := New(Options{URL: url, Credentials: creds})
 	if err != nil {
@@ -81,7 +81,7 @@ func TestClient(t *testing.T) {
 	if err != nil || !cmp.Equal(got.Spec.Tags, spec.Tags) {
 		t.Errorf("Instance: %+v, %v", got, err)
 	}
-	if _, err := c.AddEvent(ctx, "i-0000000000000000a", controlplane.EventRequest{Type: controlplane.EventSpot}); err != nil {
+	if _, err := c.AddEvent(ctx, "i-0000000000000000a", adminapi.EventRequest{Type: adminapi.EventSpot}); err != nil {
 		t.Errorf("AddEvent: %v", err)
 	}
 	if rec, err := c.ClearEvents(ctx, "i-0000000000000000a"); err != nil || rec.Spec.Spot != nil {
@@ -91,7 +91,7 @@ func TestClient(t *testing.T) {
 		t.Errorf("DeleteInstance: %v", err)
 	}
 	var ae *Error
-	if _, err := c.Instance(ctx, "i-0000000000000000a"); !errors.As(err, &ae) || ae.Status != 404 || ae.Code != controlplane.CodeNotFound {
+	if _, err := c.Instance(ctx, "i-0000000000000000a"); !errors.As(err, &ae) || ae.Status != 404 || ae.Code != adminapi.CodeNotFound {
 		t.Errorf("Instance after delete: %v", err)
 	}
 
@@ -144,7 +144,7 @@ func TestClientErrors(t *testing.T) {
 	if _, err := newClient(t, closed, testCreds).Instances(t.Context()); !errors.As(err, &ue) || ue.URL != closed {
 		t.Errorf("closed port: %v, want an UnreachableError naming %s", err, closed)
 	}
-	bad := Credentials{AccessKeyID: testCreds.AccessKeyID, SecretAccessKey: "guess"}
+	bad := adminapi.Credentials{AccessKeyID: testCreds.AccessKeyID, SecretAccessKey: "guess"}
 	if _, err := newClient(t, srv.URL, bad).Instances(t.Context()); !isStatus(err, http.StatusUnauthorized) {
 		t.Errorf("wrong secret: %v, want 401", err)
 	}
@@ -152,45 +152,5 @@ func TestClientErrors(t *testing.T) {
 		if _, err := New(Options{URL: u}); err == nil {
 			t.Errorf("New(%q): no error", u)
 		}
-	}
-}
-
-func TestCredentialsFile(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "sub", "credentials")
-	if err := WriteCredentialsFile(path, testCreds); err != nil {
-		t.Fatal(err)
-	}
-	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("mode %v, %v; want 0600", fi.Mode(), err)
-	}
-	if got, err := ReadCredentialsFile(path); err != nil || got != testCreds {
-		t.Errorf("read back %+v, %v", got, err)
-	}
-
-	for _, tc := range []struct {
-		name, text string
-		want       Credentials
-		err        string
-	}{
-		{"other profiles", "[default]\naws_access_key_id = AKIA\naws_secret_access_key = x\n\n# operator\n[imds]\naws_access_key_id=IMDSK\naws_secret_access_key = s=e=c\n",
-			Credentials{"IMDSK", "s=e=c"}, ""},
-		{"no profile", "[default]\naws_access_key_id = AKIA\n", Credentials{}, "no [imds] profile"},
-		{"missing secret", "[imds]\naws_access_key_id = IMDSK\n", Credentials{}, "aws_secret_access_key"},
-		{"bad line", "[imds]\nnonsense\n", Credentials{}, "line 2"},
-		{"bad header", "[imds\n", Credentials{}, "line 1"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseCredentials([]byte(tc.text))
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Errorf("error %v, want one mentioning %q", err, tc.err)
-				}
-				return
-			}
-			if err != nil || got != tc.want {
-				t.Errorf("got %+v, %v; want %+v", got, err, tc.want)
-			}
-		})
 	}
 }

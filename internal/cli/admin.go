@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/adminclient"
 )
 
@@ -59,9 +60,9 @@ func (f *adminFlags) client(cmd *cobra.Command) (*adminclient.Client, error) {
 	return c, nil
 }
 
-func (f *adminFlags) creds(cmd *cobra.Command) (adminclient.Credentials, error) {
+func (f *adminFlags) creds(cmd *cobra.Command) (adminapi.Credentials, error) {
 	if cmd.Flags().Changed("credentials") {
-		c, err := adminclient.ReadCredentialsFile(f.credentials)
+		c, err := adminapi.ReadCredentialsFile(f.credentials)
 		if err != nil {
 			return c, &exitError{ExitFailure, err}
 		}
@@ -70,12 +71,12 @@ func (f *adminFlags) creds(cmd *cobra.Command) (adminclient.Credentials, error) 
 	id, secret := os.Getenv("IMDS_ACCESS_KEY_ID"), os.Getenv("IMDS_SECRET_ACCESS_KEY")
 	switch {
 	case id != "" && secret != "":
-		return adminclient.Credentials{AccessKeyID: id, SecretAccessKey: secret}, nil
+		return adminapi.Credentials{AccessKeyID: id, SecretAccessKey: secret}, nil
 	case id != "" || secret != "":
-		return adminclient.Credentials{}, &exitError{ExitUsage, errors.New("set both IMDS_ACCESS_KEY_ID and IMDS_SECRET_ACCESS_KEY, or neither")}
+		return adminapi.Credentials{}, &exitError{ExitUsage, errors.New("set both IMDS_ACCESS_KEY_ID and IMDS_SECRET_ACCESS_KEY, or neither")}
 	}
 	path := filepath.Join(f.dataDir, "credentials")
-	c, err := adminclient.ReadCredentialsFile(path)
+	c, err := adminapi.ReadCredentialsFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return c, &exitError{ExitFailure, fmt.Errorf("no operator credentials: %s does not exist (imds serve writes it on first start; "+
 			"give the server's --data-dir or --credentials FILE, or set IMDS_ACCESS_KEY_ID and IMDS_SECRET_ACCESS_KEY)", path)}

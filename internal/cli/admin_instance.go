@@ -12,9 +12,9 @@ import (
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/adminclient"
 	"github.com/imds/imds/internal/config"
-	"github.com/imds/imds/internal/controlplane"
 )
 
 func newInstanceCmd() *cobra.Command {
@@ -131,9 +131,9 @@ func parseInstances(data []byte) ([]config.Instance, error) {
 
 func newInstanceLsCmd(f *adminFlags) *cobra.Command {
 	return newAdminLsCmd(f, "List the instances and their metadata options", "instances", (*adminclient.Client).Instances,
-		func(list []controlplane.InstanceSummary) any { return controlplane.InstanceList{Instances: list} },
+		func(list []adminapi.InstanceSummary) any { return adminapi.InstanceList{Instances: list} },
 		"ID\tSTATE\tADDRESSES\tTOKENS\tHOP\tENDPOINT\tREVISION",
-		func(in controlplane.InstanceSummary) string {
+		func(in adminapi.InstanceSummary) string {
 			addrs := strings.Join(in.Addresses, ",")
 			if addrs == "" {
 				addrs = "-"
@@ -222,22 +222,22 @@ The change is served from the next request.`,
 			if err := checkFlags(cmd, nil, [2]string{"in", "at"}); err != nil {
 				return err
 			}
-			ev := controlplane.EventRequest{Time: at, Description: description}
+			ev := adminapi.EventRequest{Time: at, Description: description}
 			n := 0
 			if spot != "" {
-				ev.Type, ev.Action = controlplane.EventSpot, spot
+				ev.Type, ev.Action = adminapi.EventSpot, spot
 				n++
 			}
 			if rebalance {
-				ev.Type = controlplane.EventRebalance
+				ev.Type = adminapi.EventRebalance
 				n++
 			}
 			if maintenance != "" {
-				ev.Type, ev.Code = controlplane.EventMaintenance, maintenance
+				ev.Type, ev.Code = adminapi.EventMaintenance, maintenance
 				n++
 			}
 			if lifecycle != "" {
-				ev.Type, ev.LifecycleState = controlplane.EventLifecycle, lifecycle
+				ev.Type, ev.LifecycleState = adminapi.EventLifecycle, lifecycle
 				n++
 			}
 			end, endVerb := cancel, "cancel"
@@ -276,13 +276,13 @@ The change is served from the next request.`,
 				return err
 			}
 			if fleetWide {
-				req := controlplane.FleetEventRequest{Fraction: fraction, Seed: seed, Event: ev}
+				req := adminapi.FleetEventRequest{Fraction: fraction, Seed: seed, Event: ev}
 				for _, fl := range filters {
 					name, values, ok := strings.Cut(fl, "=")
 					if !ok || name == "" || values == "" {
 						return &exitError{ExitUsage, fmt.Errorf("--filter %q: want NAME=VALUE[,VALUE...], such as tag:pool=spot", fl)}
 					}
-					req.Filters = append(req.Filters, controlplane.Filter{Name: name, Values: strings.Split(values, ",")})
+					req.Filters = append(req.Filters, adminapi.Filter{Name: name, Values: strings.Split(values, ",")})
 				}
 				res, err := c.AddFleetEvent(cmd.Context(), req)
 				if err != nil {
@@ -295,7 +295,7 @@ The change is served from the next request.`,
 				fmt.Fprintf(w, "%d of %d matching instances\n", len(res.Instances), res.Matched)
 				return nil
 			}
-			var rec *controlplane.InstanceRecord
+			var rec *adminapi.InstanceRecord
 			switch {
 			case clear:
 				rec, err = c.ClearEvents(cmd.Context(), args[0])
@@ -330,7 +330,7 @@ The change is served from the next request.`,
 }
 
 // printEvents says what the instance's metadata now announces.
-func printEvents(cmd *cobra.Command, rec *controlplane.InstanceRecord) {
+func printEvents(cmd *cobra.Command, rec *adminapi.InstanceRecord) {
 	w := cmd.OutOrStdout()
 	s := rec.Spec
 	none := true

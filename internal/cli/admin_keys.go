@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/adminclient"
-	"github.com/imds/imds/internal/controlplane"
 )
 
 func newKeysCmd() *cobra.Command {
@@ -72,9 +72,9 @@ shown again. Every replica accepts the key as soon as it is stored.`,
 		},
 	}
 	ls := newAdminLsCmd(f, "List the operator keys (never their secrets)", "operator keys", (*adminclient.Client).OperatorKeys,
-		func(keys []controlplane.OperatorKey) any { return controlplane.OperatorKeyList{Keys: keys} },
+		func(keys []adminapi.OperatorKey) any { return adminapi.OperatorKeyList{Keys: keys} },
 		"ACCESS KEY ID\tCREATED",
-		func(k controlplane.OperatorKey) string {
+		func(k adminapi.OperatorKey) string {
 			created := "-"
 			if !k.Created.IsZero() {
 				created = k.Created.UTC().Format("2006-01-02T15:04:05Z")

@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/adminclient"
-	"github.com/imds/imds/internal/controlplane"
 )
 
 func newRelayCmd() *cobra.Command {
@@ -53,9 +53,9 @@ it is never shown again. Putting an existing relay replaces its secret.`,
 
 func newRelayLsCmd(f *adminFlags) *cobra.Command {
 	return newAdminLsCmd(f, "List the relays (never their secrets)", "relays", (*adminclient.Client).Relays,
-		func(relays []controlplane.RelayRecord) any { return controlplane.RelayList{Relays: relays} },
+		func(relays []adminapi.RelayRecord) any { return adminapi.RelayList{Relays: relays} },
 		"NAME\tADDRESSES",
-		func(r controlplane.RelayRecord) string {
+		func(r adminapi.RelayRecord) string {
 			return fmt.Sprintf("%s\t%s", r.Name, strings.Join(r.Addresses, ","))
 		})
 }

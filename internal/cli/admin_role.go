@@ -8,9 +8,9 @@ import (
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/adminclient"
 	"github.com/imds/imds/internal/config"
-	"github.com/imds/imds/internal/controlplane"
 )
 
 func newRoleCmd() *cobra.Command {
@@ -64,9 +64,9 @@ shows them again.`,
 
 func newRoleLsCmd(f *adminFlags) *cobra.Command {
 	return newAdminLsCmd(f, "List the roles", "roles", (*adminclient.Client).Roles,
-		func(roles []controlplane.RoleRecord) any { return controlplane.RoleList{Roles: roles} },
+		func(roles []adminapi.RoleRecord) any { return adminapi.RoleList{Roles: roles} },
 		"NAME\tSOURCE\tREVISION",
-		func(r controlplane.RoleRecord) string { return fmt.Sprintf("%s\t%s\t%d", r.Name, r.Source, r.Revision) })
+		func(r adminapi.RoleRecord) string { return fmt.Sprintf("%s\t%s\t%d", r.Name, r.Source, r.Revision) })
 }
 
 func newRoleGetCmd(f *adminFlags) *cobra.Command {

@@ -15,7 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/imds/imds/internal/adminclient"
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/cli"
 	"github.com/imds/imds/internal/config"
 	"github.com/imds/imds/internal/controlplane"
@@ -55,7 +55,7 @@ func newAdminCLI(t *testing.T) *adminCLI {
 	}))
 	t.Cleanup(srv.Close)
 	dataDir := t.TempDir()
-	if err := adminclient.WriteCredentialsFile(filepath.Join(dataDir, "credentials"), adminclient.Credentials{AccessKeyID: op.AccessKeyID, SecretAccessKey: op.SecretAccessKey}); err != nil {
+	if err := adminapi.WriteCredentialsFile(filepath.Join(dataDir, "credentials"), adminapi.Credentials{AccessKeyID: op.AccessKeyID, SecretAccessKey: op.SecretAccessKey}); err != nil {
 		t.Fatal(err)
 	}
 	return &adminCLI{t: t, url: srv.URL, dataDir: dataDir, reg: reg,
@@ -210,7 +210,7 @@ func TestInstanceCommands(t *testing.T) {
 	}
 
 	code, out, _ = a.run("", "instance", "ls", "-o", "json")
-	var list controlplane.InstanceList
+	var list adminapi.InstanceList
 	if err := json.Unmarshal([]byte(out), &list); code != 0 || err != nil || len(list.Instances) != 2 {
 		t.Errorf("ls -o json: %d %v %s", code, err, out)
 	}

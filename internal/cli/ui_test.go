@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imds/imds/internal/adminclient"
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/controlplane"
 	"github.com/imds/imds/internal/migration"
 	"github.com/imds/imds/internal/registry"
@@ -35,7 +35,7 @@ func TestUICommand(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	dataDir := t.TempDir()
-	if err := adminclient.WriteCredentialsFile(filepath.Join(dataDir, "credentials"), adminclient.Credentials{AccessKeyID: op.AccessKeyID, SecretAccessKey: op.SecretAccessKey}); err != nil {
+	if err := adminapi.WriteCredentialsFile(filepath.Join(dataDir, "credentials"), adminapi.Credentials{AccessKeyID: op.AccessKeyID, SecretAccessKey: op.SecretAccessKey}); err != nil {
 		t.Fatal(err)
 	}
 	a := &adminCLI{t: t, url: srv.URL, dataDir: dataDir, withAuth: []string{"--admin-url", srv.URL, "--data-dir", dataDir}}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/config"
 	"github.com/imds/imds/internal/events"
 	"github.com/imds/imds/internal/registry"
@@ -66,16 +67,16 @@ func adminNoRoute(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) er
 		}
 	}
 	if len(allow) == 0 {
-		return &adminError{http.StatusNotFound, CodeNotFound, "no such resource: " + r.URL.Path}
+		return &adminError{http.StatusNotFound, adminapi.CodeNotFound, "no such resource: " + r.URL.Path}
 	}
 	w.Header().Set("Allow", strings.Join(allow, ", "))
-	return &adminError{http.StatusMethodNotAllowed, CodeMethodNotAllowed, fmt.Sprintf("%s %s: allowed are %s", r.Method, r.URL.Path, strings.Join(allow, ", "))}
+	return &adminError{http.StatusMethodNotAllowed, adminapi.CodeMethodNotAllowed, fmt.Sprintf("%s %s: allowed are %s", r.Method, r.URL.Path, strings.Join(allow, ", "))}
 }
 
 // --- instances ---
 
-func instanceRecord(in *registry.Instance) InstanceRecord {
-	return InstanceRecord{
+func instanceRecord(in *registry.Instance) adminapi.InstanceRecord {
+	return adminapi.InstanceRecord{
 		Spec:       in.Spec,
 		Options:    in.Options,
 		LaunchTime: in.LaunchTime,
@@ -90,13 +91,13 @@ func (h *Handler) listInstances(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := InstanceList{Instances: make([]InstanceSummary, 0, len(all))}
+	out := adminapi.InstanceList{Instances: make([]adminapi.InstanceSummary, 0, len(all))}
 	for _, in := range all {
 		addrs := in.Spec.Addresses
 		if addrs == nil {
 			addrs = []string{}
 		}
-		out.Instances = append(out.Instances, InstanceSummary{
+		out.Instances = append(out.Instances, adminapi.InstanceSummary{
 			InstanceID: in.Spec.InstanceID,
 			Addresses:  addrs,
 			Options:    in.Options,
@@ -104,7 +105,7 @@ func (h *Handler) listInstances(w http.ResponseWriter, r *http.Request) error {
 			Revision:   in.Revision,
 		})
 	}
-	slices.SortFunc(out.Instances, func(a, b InstanceSummary) int { return strings.Compare(a.InstanceID, b.InstanceID) })
+	slices.SortFunc(out.Instances, func(a, b adminapi.InstanceSummary) int { return strings.Compare(a.InstanceID, b.InstanceID) })
 	writeAdminJSON(w, http.StatusOK, out)
 	return nil
 }
@@ -161,7 +162,7 @@ func (h *Handler) putInstances(w http.ResponseWriter, r *http.Request) error {
 	if err := refuseAdminConditional(r); err != nil {
 		return err
 	}
-	var body InstanceBatch
+	var body adminapi.InstanceBatch
 	if err := decodeAdminBody(r, &body); err != nil {
 		return err
 	}
@@ -169,9 +170,9 @@ func (h *Handler) putInstances(w http.ResponseWriter, r *http.Request) error {
 		return badParam("instances: the list is empty")
 	}
 	res, err := h.o.Registry.PutInstances(r.Context(), body.Instances)
-	out := InstanceBatchResult{Instances: make([]InstanceWritten, len(res))}
+	out := adminapi.InstanceBatchResult{Instances: make([]adminapi.InstanceWritten, len(res))}
 	for i, p := range res {
-		out.Instances[i] = InstanceWritten{instanceRecord(p.Instance), p.Created}
+		out.Instances[i] = adminapi.InstanceWritten{InstanceRecord: instanceRecord(p.Instance), Created: p.Created}
 		h.adminAudit(r, "instance put", "instance", p.Instance.Spec.InstanceID, "revision", p.Instance.Revision, "created", p.Created)
 	}
 	if err != nil {
@@ -270,7 +271,7 @@ const (
 // or a rebalance recommendation, or adds a scheduled maintenance event, in the
 // instance's spec, where its metadata serves it from the next request.
 func (h *Handler) addEvent(w http.ResponseWriter, r *http.Request) error {
-	var ev EventRequest
+	var ev adminapi.EventRequest
 	if err := decodeAdminBody(r, &ev); err != nil {
 		return err
 	}
@@ -298,9 +299,9 @@ func (h *Handler) addEvent(w http.ResponseWriter, r *http.Request) error {
 }
 
 // eventChange checks ev and returns the change it makes to a spec.
-func (h *Handler) eventChange(ev EventRequest, now time.Time) (func(*config.Instance), error) {
+func (h *Handler) eventChange(ev adminapi.EventRequest, now time.Time) (func(*config.Instance), error) {
 	in := time.Duration(0)
-	if ev.Type == EventSpot {
+	if ev.Type == adminapi.EventSpot {
 		in = defaultSpotNotice
 	}
 	if ev.In != "" {
@@ -329,13 +330,13 @@ func (h *Handler) eventChange(ev EventRequest, now time.Time) (func(*config.Inst
 		return nil
 	}
 
-	if ev.Type != EventLifecycle {
+	if ev.Type != adminapi.EventLifecycle {
 		if err := notFor("lifecycle-state", ev.LifecycleState); err != nil {
 			return nil, err
 		}
 	}
 	switch ev.Type {
-	case EventSpot:
+	case adminapi.EventSpot:
 		action := ev.Action
 		if action == "" {
 			action = "terminate"
@@ -348,13 +349,13 @@ func (h *Handler) eventChange(ev EventRequest, now time.Time) (func(*config.Inst
 		}
 		return func(s *config.Instance) { s.Spot = &config.SpotAction{Action: action, Time: ts} }, nil
 
-	case EventRebalance:
+	case adminapi.EventRebalance:
 		if err := errors.Join(notFor("action", ev.Action), notFor("code", ev.Code), notFor("description", ev.Description), notFor("duration", ev.Duration)); err != nil {
 			return nil, err
 		}
 		return func(s *config.Instance) { s.Rebalance = ts }, nil
 
-	case EventLifecycle:
+	case adminapi.EventLifecycle:
 		if err := errors.Join(notFor("action", ev.Action), notFor("code", ev.Code), notFor("description", ev.Description),
 			notFor("duration", ev.Duration), notFor("time", ev.Time), notFor("in", ev.In)); err != nil {
 			return nil, err
@@ -364,7 +365,7 @@ func (h *Handler) eventChange(ev EventRequest, now time.Time) (func(*config.Inst
 		}
 		return func(s *config.Instance) { s.TargetLifecycleState = ev.LifecycleState }, nil
 
-	case EventMaintenance:
+	case adminapi.EventMaintenance:
 		if err := notFor("action", ev.Action); err != nil {
 			return nil, err
 		}
@@ -395,7 +396,7 @@ func (h *Handler) eventChange(ev EventRequest, now time.Time) (func(*config.Inst
 		// The code is checked with the rest of the spec.
 		return func(s *config.Instance) { s.Events = append(s.Events, e) }, nil
 	}
-	return nil, badParam("type %q: want %s, %s, %s or %s", ev.Type, EventSpot, EventRebalance, EventMaintenance, EventLifecycle)
+	return nil, badParam("type %q: want %s, %s, %s or %s", ev.Type, adminapi.EventSpot, adminapi.EventRebalance, adminapi.EventMaintenance, adminapi.EventLifecycle)
 }
 
 // newEventID makes an id in EC2's shape, instance-event-0123456789abcdef0.
@@ -436,9 +437,9 @@ func (h *Handler) rotateTokenKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := TokenKeys{Keys: make([]TokenKeyInfo, len(tr.Keys))}
+	out := adminapi.TokenKeys{Keys: make([]adminapi.TokenKeyInfo, len(tr.Keys))}
 	for i, k := range tr.Keys {
-		out.Keys[i] = TokenKeyInfo{ID: k.ID, Created: k.Created, Retired: k.Retired}
+		out.Keys[i] = adminapi.TokenKeyInfo{ID: k.ID, Created: k.Created, Retired: k.Retired}
 	}
 	if len(tr.Keys) > 0 {
 		out.Signing = tr.Keys[0].ID
@@ -455,9 +456,9 @@ func (h *Handler) listOperatorKeys(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	out := OperatorKeyList{Keys: make([]OperatorKey, len(ops))}
+	out := adminapi.OperatorKeyList{Keys: make([]adminapi.OperatorKey, len(ops))}
 	for i, op := range ops {
-		out.Keys[i] = OperatorKey{AccessKeyID: op.AccessKeyID, Created: op.Created}
+		out.Keys[i] = adminapi.OperatorKey{AccessKeyID: op.AccessKeyID, Created: op.Created}
 	}
 	writeAdminJSON(w, http.StatusOK, out)
 	return nil
@@ -473,7 +474,7 @@ func (h *Handler) addOperatorKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	h.adminAudit(r, "operator key added", "access_key_id", op.AccessKeyID)
-	writeAdminJSON(w, http.StatusCreated, OperatorKey{AccessKeyID: op.AccessKeyID, SecretAccessKey: op.SecretAccessKey, Created: op.Created})
+	writeAdminJSON(w, http.StatusCreated, adminapi.OperatorKey{AccessKeyID: op.AccessKeyID, SecretAccessKey: op.SecretAccessKey, Created: op.Created})
 	return nil
 }
 

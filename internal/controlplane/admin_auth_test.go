@@ -9,6 +9,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/imds/imds/internal/adminapi"
 )
 
 // adminTestOperators is a fixed set of operator keys.
@@ -35,7 +37,7 @@ func TestAdminRequiresSignature(t *testing.T) {
 		}
 		req.Header.Set("Content-Type", "application/json")
 		if key != "" {
-			if err := SignRequest(req, body, key, secret, "us-east-1", "imds", adminTestNow); err != nil {
+			if err := adminapi.SignRequest(req, body, key, secret, "us-east-1", "imds", adminTestNow); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -72,7 +74,7 @@ func TestAdminRequiresSignature(t *testing.T) {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, b)
 			}
 			if resp.StatusCode >= 400 {
-				var eb ErrorBody
+				var eb adminapi.ErrorBody
 				if err := json.Unmarshal(b, &eb); err != nil || eb.Error.Code == "" {
 					t.Errorf("error body %q is not an admin API error: %v", b, err)
 				}

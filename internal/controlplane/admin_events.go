@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/config"
 	"github.com/imds/imds/internal/events"
 	"github.com/imds/imds/internal/registry"
@@ -43,7 +44,7 @@ func (h *Handler) endEvent(end func(*registry.Instance, string, time.Time) error
 
 // addFleetEvent serves POST /v1/events: one event into many instances.
 func (h *Handler) addFleetEvent(w http.ResponseWriter, r *http.Request) error {
-	var req FleetEventRequest
+	var req adminapi.FleetEventRequest
 	if err := decodeAdminBody(r, &req); err != nil {
 		return err
 	}
@@ -76,13 +77,13 @@ func (h *Handler) addFleetEvent(w http.ResponseWriter, r *http.Request) error {
 		matched = append(matched, rec.Spec.InstanceID)
 	}
 	chosen := chooseFraction(matched, req.Fraction, req.Seed)
-	res := FleetEventResult{Matched: len(matched), Instances: chosen}
+	res := adminapi.FleetEventResult{Matched: len(matched), Instances: chosen}
 	for _, id := range chosen {
 		in, err := h.addEventTo(r.Context(), id, req.Event, now)
 		if err != nil {
 			return err
 		}
-		if req.Event.Type == EventMaintenance {
+		if req.Event.Type == adminapi.EventMaintenance {
 			if res.EventIDs == nil {
 				res.EventIDs = map[string]string{}
 			}
@@ -95,7 +96,7 @@ func (h *Handler) addFleetEvent(w http.ResponseWriter, r *http.Request) error {
 }
 
 // addEventTo injects ev into one instance (with its own event id).
-func (h *Handler) addEventTo(ctx context.Context, id string, ev EventRequest, now time.Time) (*registry.Instance, error) {
+func (h *Handler) addEventTo(ctx context.Context, id string, ev adminapi.EventRequest, now time.Time) (*registry.Instance, error) {
 	apply, err := h.eventChange(ev, now)
 	if err != nil {
 		return nil, err
@@ -115,7 +116,7 @@ func (h *Handler) addEventTo(ctx context.Context, id string, ev EventRequest, no
 // rescheduleEvent serves POST /v1/instances/{id}/events/{event}/reschedule,
 // with ModifyInstanceEventStartTime's rules.
 func (h *Handler) rescheduleEvent(w http.ResponseWriter, r *http.Request) error {
-	var req RescheduleRequest
+	var req adminapi.RescheduleRequest
 	if err := decodeAdminBody(r, &req); err != nil {
 		return err
 	}
@@ -147,22 +148,22 @@ func (h *Handler) rescheduleEvent(w http.ResponseWriter, r *http.Request) error 
 // changeState serves POST /v1/instances/{id}/state: stop, start or
 // terminate, as the EC2 actions do.
 func (h *Handler) changeState(w http.ResponseWriter, r *http.Request) error {
-	var req StateRequest
+	var req adminapi.StateRequest
 	if err := decodeAdminBody(r, &req); err != nil {
 		return err
 	}
 	var change func(*registry.Instance, time.Time) (events.Change, error)
 	switch req.Action {
-	case StateStop:
+	case adminapi.StateStop:
 		change = events.Stop
-	case StateStart:
+	case adminapi.StateStart:
 		change = events.Start
-	case StateTerminate:
+	case adminapi.StateTerminate:
 		change = func(in *registry.Instance, now time.Time) (events.Change, error) {
 			return events.Terminate(in, now), nil
 		}
 	default:
-		return badParam("action %q: want %s, %s or %s", req.Action, StateStop, StateStart, StateTerminate)
+		return badParam("action %q: want %s, %s or %s", req.Action, adminapi.StateStop, adminapi.StateStart, adminapi.StateTerminate)
 	}
 	id := r.PathValue("id")
 	var ch events.Change
@@ -175,7 +176,7 @@ func (h *Handler) changeState(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	h.adminAudit(r, "instance state changed", "instance", id, "from", ch.Previous.Name(), "to", ch.Current.Name(), "revision", in.Revision)
-	writeAdminJSON(w, http.StatusOK, StateChange{InstanceID: id, Previous: ch.Previous.Name(), Current: ch.Current.Name()})
+	writeAdminJSON(w, http.StatusOK, adminapi.StateChange{InstanceID: id, Previous: ch.Previous.Name(), Current: ch.Current.Name()})
 	return nil
 }
 

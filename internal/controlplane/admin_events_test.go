@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/config"
 	"github.com/imds/imds/internal/store"
 )
@@ -19,26 +20,26 @@ func TestEndEventAndLifecycle(t *testing.T) {
 	}
 	add := func() string {
 		rec := e.do("POST", path+"/events", `{"type": "maintenance", "code": "system-reboot", "in": "1h"}`)
-		s := decodeAs[InstanceRecord](t, rec).Spec
+		s := decodeAs[adminapi.InstanceRecord](t, rec).Spec
 		return s.Events[len(s.Events)-1].EventID
 	}
 	first, second := add(), add()
 
 	rec := e.do("POST", path+"/events/"+first+"/cancel", "")
-	if s := decodeAs[InstanceRecord](t, rec).Spec; rec.Code != 200 || s.Events[0].State != "canceled" || s.Events[1].State != "active" {
+	if s := decodeAs[adminapi.InstanceRecord](t, rec).Spec; rec.Code != 200 || s.Events[0].State != "canceled" || s.Events[1].State != "active" {
 		t.Fatalf("cancel: %d %+v", rec.Code, s.Events)
 	}
 	rec = e.do("POST", path+"/events/"+second+"/complete", "")
-	if s := decodeAs[InstanceRecord](t, rec).Spec; rec.Code != 200 || s.Events[1].State != "completed" {
+	if s := decodeAs[adminapi.InstanceRecord](t, rec).Spec; rec.Code != 200 || s.Events[1].State != "completed" {
 		t.Fatalf("complete: %d %+v", rec.Code, s.Events)
 	}
 	for _, tc := range []struct {
 		path, code string
 		status     int
 	}{
-		{path + "/events/" + first + "/complete", CodeConflict, 409},
-		{path + "/events/instance-event-0ffffffffffffffff/cancel", CodeNotFound, 404},
-		{"/v1/instances/i-0000000000000000f/events/" + first + "/cancel", CodeNotFound, 404},
+		{path + "/events/" + first + "/complete", adminapi.CodeConflict, 409},
+		{path + "/events/instance-event-0ffffffffffffffff/cancel", adminapi.CodeNotFound, 404},
+		{"/v1/instances/i-0000000000000000f/events/" + first + "/cancel", adminapi.CodeNotFound, 404},
 	} {
 		rec := e.do("POST", tc.path, "")
 		if got := errorCode(t, rec); rec.Code != tc.status || got.Code != tc.code {
@@ -47,7 +48,7 @@ func TestEndEventAndLifecycle(t *testing.T) {
 	}
 
 	rec = e.do("POST", path+"/events", `{"type": "lifecycle", "lifecycle-state": "Warmed:Hibernated"}`)
-	if s := decodeAs[InstanceRecord](t, rec).Spec; rec.Code != 200 || s.TargetLifecycleState != "Warmed:Hibernated" {
+	if s := decodeAs[adminapi.InstanceRecord](t, rec).Spec; rec.Code != 200 || s.TargetLifecycleState != "Warmed:Hibernated" {
 		t.Fatalf("lifecycle: %d %+v", rec.Code, s)
 	}
 	for _, body := range []string{
@@ -76,16 +77,16 @@ func TestFleetEvent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	inject := func(body string) FleetEventResult {
+	inject := func(body string) adminapi.FleetEventResult {
 		t.Helper()
 		rec := e.do("POST", "/v1/events", body)
 		if rec.Code != 200 {
 			t.Fatalf("POST /v1/events %s: %d %s", body, rec.Code, rec.Body)
 		}
-		return decodeAs[FleetEventResult](t, rec)
+		return decodeAs[adminapi.FleetEventResult](t, rec)
 	}
 	got := inject(`{"filters": [{"name": "instance-type", "values": ["m5.large"]}, {"name": "availability-zone", "values": ["us-east-1a"]}], "event": {"type": "rebalance"}}`)
-	if want := (FleetEventResult{Matched: 3, Instances: []string{"i-00000000000000000", "i-00000000000000002", "i-00000000000000004"}}); !cmp.Equal(got, want) {
+	if want := (adminapi.FleetEventResult{Matched: 3, Instances: []string{"i-00000000000000000", "i-00000000000000002", "i-00000000000000004"}}); !cmp.Equal(got, want) {
 		t.Errorf("by type and zone: %+v, want %+v", got, want)
 	}
 	got = inject(`{"filters": [{"name": "tag:role", "values": ["web"]}], "event": {"type": "maintenance"}}`)
@@ -141,18 +142,18 @@ func TestRescheduleAndState(t *testing.T) {
 		t.Fatal(rec.Body)
 	}
 	rec := e.do("POST", path+"/events", `{"type": "maintenance", "time": "2026-03-02T00:00:00Z", "duration": "1h"}`)
-	eventID := decodeAs[InstanceRecord](t, rec).Spec.Events[0].EventID
+	eventID := decodeAs[adminapi.InstanceRecord](t, rec).Spec.Events[0].EventID
 	rec = e.do("POST", path+"/events/"+eventID+"/reschedule", `{"not-before": "2026-03-05T00:00:00Z"}`)
-	if ev := decodeAs[InstanceRecord](t, rec).Spec.Events[0]; rec.Code != 200 || ev.NotBefore != "2026-03-05T00:00:00Z" || ev.NotAfter != "2026-03-05T01:00:00Z" {
+	if ev := decodeAs[adminapi.InstanceRecord](t, rec).Spec.Events[0]; rec.Code != 200 || ev.NotBefore != "2026-03-05T00:00:00Z" || ev.NotAfter != "2026-03-05T01:00:00Z" {
 		t.Errorf("reschedule: %d %+v", rec.Code, ev)
 	}
 	for _, tc := range []struct {
 		body, code string
 		status     int
 	}{
-		{`{"not-before": "2026-04-05T00:00:00Z"}`, CodeInvalidParameter, 400}, // past the 21-day deadline
-		{`{"not-before": "2026-02-05T00:00:00Z"}`, CodeInvalidParameter, 400}, // in the past
-		{`{"not-before": "tomorrow"}`, CodeInvalidParameter, 400},
+		{`{"not-before": "2026-04-05T00:00:00Z"}`, adminapi.CodeInvalidParameter, 400}, // past the 21-day deadline
+		{`{"not-before": "2026-02-05T00:00:00Z"}`, adminapi.CodeInvalidParameter, 400}, // in the past
+		{`{"not-before": "tomorrow"}`, adminapi.CodeInvalidParameter, 400},
 	} {
 		rec := e.do("POST", path+"/events/"+eventID+"/reschedule", tc.body)
 		if got := errorCode(t, rec); rec.Code != tc.status || got.Code != tc.code {
@@ -163,25 +164,25 @@ func TestRescheduleAndState(t *testing.T) {
 	for _, tc := range []struct {
 		action string
 		status int
-		want   StateChange
+		want   adminapi.StateChange
 	}{
-		{"stop", 200, StateChange{"i-0000000000000000a", "running", "stopping"}},
-		{"start", 409, StateChange{}},
-		{"terminate", 200, StateChange{"i-0000000000000000a", "stopping", "shutting-down"}},
-		{"terminate", 200, StateChange{"i-0000000000000000a", "shutting-down", "shutting-down"}},
-		{"reboot", 400, StateChange{}},
+		{"stop", 200, adminapi.StateChange{InstanceID: "i-0000000000000000a", Previous: "running", Current: "stopping"}},
+		{"start", 409, adminapi.StateChange{}},
+		{"terminate", 200, adminapi.StateChange{InstanceID: "i-0000000000000000a", Previous: "stopping", Current: "shutting-down"}},
+		{"terminate", 200, adminapi.StateChange{InstanceID: "i-0000000000000000a", Previous: "shutting-down", Current: "shutting-down"}},
+		{"reboot", 400, adminapi.StateChange{}},
 	} {
 		rec := e.do("POST", path+"/state", `{"action": "`+tc.action+`"}`)
 		if rec.Code != tc.status {
 			t.Fatalf("%s: %d %s, want %d", tc.action, rec.Code, rec.Body, tc.status)
 		}
 		if tc.status == 200 {
-			if got := decodeAs[StateChange](t, rec); got != tc.want {
+			if got := decodeAs[adminapi.StateChange](t, rec); got != tc.want {
 				t.Errorf("%s: %+v, want %+v", tc.action, got, tc.want)
 			}
 		}
 	}
-	if got := decodeAs[InstanceRecord](t, e.do("GET", path, "")); got.State != "shutting-down" {
+	if got := decodeAs[adminapi.InstanceRecord](t, e.do("GET", path, "")); got.State != "shutting-down" {
 		t.Errorf("GET state %q, want shutting-down", got.State)
 	}
 }

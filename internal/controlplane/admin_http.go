@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/imds/imds/internal/events"
 	"io"
 	"mime"
 	"net/http"
@@ -15,6 +14,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/imds/imds/internal/adminapi"
+	"github.com/imds/imds/internal/events"
 
 	"go.yaml.in/yaml/v3"
 
@@ -36,7 +38,7 @@ type adminError struct {
 func (e *adminError) Error() string { return e.message }
 
 func badParam(format string, args ...any) error {
-	return &adminError{http.StatusBadRequest, CodeInvalidParameter, fmt.Sprintf(format, args...)}
+	return &adminError{http.StatusBadRequest, adminapi.CodeInvalidParameter, fmt.Sprintf(format, args...)}
 }
 
 // adminFunc is an admin handler; a returned error becomes the answer.
@@ -63,7 +65,7 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		mr  *migration.RequestError
 		re  *registry.RuleError
 	)
-	d := ErrorDetail{Code: CodeInternalError, Message: "internal error"}
+	d := adminapi.ErrorDetail{Code: adminapi.CodeInternalError, Message: "internal error"}
 	status := http.StatusInternalServerError
 	var (
 		enf *events.EventNotFoundError
@@ -72,38 +74,38 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	)
 	switch {
 	case errors.As(err, &ae):
-		status, d = ae.status, ErrorDetail{ae.code, ae.message}
+		status, d = ae.status, adminapi.ErrorDetail{Code: ae.code, Message: ae.message}
 	case errors.As(err, &re):
 		// Every broken rule, each naming its instance.
-		status, d = http.StatusBadRequest, ErrorDetail{CodeInvalidParameter, err.Error()}
+		status, d = http.StatusBadRequest, adminapi.ErrorDetail{Code: adminapi.CodeInvalidParameter, Message: err.Error()}
 		if errors.Is(err, registry.ErrConflict) {
-			status, d.Code = http.StatusConflict, CodeConflict
+			status, d.Code = http.StatusConflict, adminapi.CodeConflict
 		}
 	case errors.As(err, &enf):
-		status, d = http.StatusNotFound, ErrorDetail{CodeNotFound, enf.Error()}
+		status, d = http.StatusNotFound, adminapi.ErrorDetail{Code: adminapi.CodeNotFound, Message: enf.Error()}
 	case errors.As(err, &ese):
-		status, d = http.StatusBadRequest, ErrorDetail{CodeInvalidParameter, ese.Error()}
+		status, d = http.StatusBadRequest, adminapi.ErrorDetail{Code: adminapi.CodeInvalidParameter, Message: ese.Error()}
 	case errors.Is(err, events.ErrEventNotActive), errors.As(err, &est):
-		status, d = http.StatusConflict, ErrorDetail{CodeConflict, err.Error()}
+		status, d = http.StatusConflict, adminapi.ErrorDetail{Code: adminapi.CodeConflict, Message: err.Error()}
 	case errors.As(err, &nf):
-		status, d = http.StatusNotFound, ErrorDetail{CodeNotFound, nf.Error()}
+		status, d = http.StatusNotFound, adminapi.ErrorDetail{Code: adminapi.CodeNotFound, Message: nf.Error()}
 	case errors.Is(err, migration.ErrUnknownInstance):
-		status, d = http.StatusNotFound, ErrorDetail{CodeNotFound, err.Error()}
+		status, d = http.StatusNotFound, adminapi.ErrorDetail{Code: adminapi.CodeNotFound, Message: err.Error()}
 	case errors.As(err, &mr):
-		status, d = http.StatusBadRequest, ErrorDetail{CodeInvalidParameter, mr.Error()}
+		status, d = http.StatusBadRequest, adminapi.ErrorDetail{Code: adminapi.CodeInvalidParameter, Message: mr.Error()}
 	case errors.As(err, &inv):
-		status, d = http.StatusBadRequest, ErrorDetail{CodeInvalidParameter, inv.Error()}
+		status, d = http.StatusBadRequest, adminapi.ErrorDetail{Code: adminapi.CodeInvalidParameter, Message: inv.Error()}
 	case errors.Is(err, registry.ErrConflict):
-		status, d = http.StatusConflict, ErrorDetail{CodeConflict, err.Error()}
+		status, d = http.StatusConflict, adminapi.ErrorDetail{Code: adminapi.CodeConflict, Message: err.Error()}
 	case errors.As(err, &mb):
-		status, d = http.StatusRequestEntityTooLarge, ErrorDetail{CodeRequestTooLarge, fmt.Sprintf("the body is larger than %d bytes", mb.Limit)}
+		status, d = http.StatusRequestEntityTooLarge, adminapi.ErrorDetail{Code: adminapi.CodeRequestTooLarge, Message: fmt.Sprintf("the body is larger than %d bytes", mb.Limit)}
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		status, d = http.StatusServiceUnavailable, ErrorDetail{CodeServiceUnavailable, "the store did not answer in time; retry"}
+		status, d = http.StatusServiceUnavailable, adminapi.ErrorDetail{Code: adminapi.CodeServiceUnavailable, Message: "the store did not answer in time; retry"}
 		h.log.Warn("admin request failed", "component", "controlplane", "method", r.Method, "path", r.URL.Path, "err", err)
 	default:
 		h.log.Error("admin request failed", "component", "controlplane", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	writeAdminJSON(w, status, ErrorBody{d})
+	writeAdminJSON(w, status, adminapi.ErrorBody{Error: d})
 }
 
 // adminAudit logs a change made through the admin API and the operator key that
@@ -150,12 +152,12 @@ func readAdminBody(r *http.Request) (data []byte, isYAML bool, err error) {
 		mt, _, err := mime.ParseMediaType(ct)
 		switch {
 		case err != nil:
-			return nil, false, &adminError{http.StatusUnsupportedMediaType, CodeUnsupportedMediaType, fmt.Sprintf("Content-Type %q: %v", ct, err)}
+			return nil, false, &adminError{http.StatusUnsupportedMediaType, adminapi.CodeUnsupportedMediaType, fmt.Sprintf("Content-Type %q: %v", ct, err)}
 		case mt == "application/json":
 		case mt == "application/yaml", mt == "application/x-yaml", mt == "text/yaml":
 			isYAML = true
 		default:
-			return nil, false, &adminError{http.StatusUnsupportedMediaType, CodeUnsupportedMediaType, fmt.Sprintf("Content-Type %q: send application/json or application/yaml", mt)}
+			return nil, false, &adminError{http.StatusUnsupportedMediaType, adminapi.CodeUnsupportedMediaType, fmt.Sprintf("Content-Type %q: send application/json or application/yaml", mt)}
 		}
 	}
 	data, err = io.ReadAll(r.Body)
@@ -271,7 +273,7 @@ func parseAdminPrecondition(r *http.Request) (adminPrecondition, error) {
 // weak tag never matches.
 func (p adminPrecondition) check(what string, exists bool, rev int64) error {
 	failed := func(format string, args ...any) error {
-		return &adminError{http.StatusPreconditionFailed, CodePreconditionFailed, fmt.Sprintf(format, args...)}
+		return &adminError{http.StatusPreconditionFailed, adminapi.CodePreconditionFailed, fmt.Sprintf(format, args...)}
 	}
 	if p.ifNoneMatch && exists {
 		return failed("%s already exists (If-None-Match: *)", what)

@@ -8,6 +8,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/config"
 	"github.com/imds/imds/internal/registry"
 )
@@ -16,7 +17,7 @@ import (
 
 // roleRecord shows a role in the configuration file's format, without its
 // secret keys: the admin API never returns a secret it was given.
-func roleRecord(name string, role *config.Role, rev int64) (RoleRecord, error) {
+func roleRecord(name string, role *config.Role, rev int64) (adminapi.RoleRecord, error) {
 	shown := *role
 	if s := role.Static; s != nil {
 		st := *s
@@ -26,14 +27,14 @@ func roleRecord(name string, role *config.Role, rev int64) (RoleRecord, error) {
 	// The role's keys are its YAML tags; going through YAML keeps them.
 	data, err := yaml.Marshal(&shown)
 	if err != nil {
-		return RoleRecord{}, err
+		return adminapi.RoleRecord{}, err
 	}
 	var m map[string]any
 	if err := yaml.Unmarshal(data, &m); err != nil {
-		return RoleRecord{}, err
+		return adminapi.RoleRecord{}, err
 	}
 	pruneEmpty(m)
-	return RoleRecord{Name: name, Source: role.SourceName(), Role: m, Revision: rev}, nil
+	return adminapi.RoleRecord{Name: name, Source: role.SourceName(), Role: m, Revision: rev}, nil
 }
 
 // pruneEmpty drops null, empty and zero values, at every depth.
@@ -68,7 +69,7 @@ func (h *Handler) listRoles(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := RoleList{Roles: make([]RoleRecord, 0, len(roles))}
+	out := adminapi.RoleList{Roles: make([]adminapi.RoleRecord, 0, len(roles))}
 	for name := range roles {
 		// Read again for the revision; a role deleted meanwhile is left out.
 		role, rev, err := h.o.Registry.Role(r.Context(), name)
@@ -84,7 +85,7 @@ func (h *Handler) listRoles(w http.ResponseWriter, r *http.Request) error {
 		}
 		out.Roles = append(out.Roles, rec)
 	}
-	slices.SortFunc(out.Roles, func(a, b RoleRecord) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out.Roles, func(a, b adminapi.RoleRecord) int { return strings.Compare(a.Name, b.Name) })
 	writeAdminJSON(w, http.StatusOK, out)
 	return nil
 }
@@ -201,12 +202,12 @@ func refuseAdminConditional(r *http.Request) error {
 	return nil
 }
 
-func relayRecord(rl registry.Relay) RelayRecord {
+func relayRecord(rl registry.Relay) adminapi.RelayRecord {
 	addrs := rl.Addresses
 	if addrs == nil {
 		addrs = []string{}
 	}
-	return RelayRecord{Name: rl.Name, Addresses: addrs}
+	return adminapi.RelayRecord{Name: rl.Name, Addresses: addrs}
 }
 
 func (h *Handler) listRelays(w http.ResponseWriter, r *http.Request) error {
@@ -214,11 +215,11 @@ func (h *Handler) listRelays(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := RelayList{Relays: make([]RelayRecord, 0, len(rls))}
+	out := adminapi.RelayList{Relays: make([]adminapi.RelayRecord, 0, len(rls))}
 	for _, rl := range rls {
 		out.Relays = append(out.Relays, relayRecord(rl))
 	}
-	slices.SortFunc(out.Relays, func(a, b RelayRecord) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out.Relays, func(a, b adminapi.RelayRecord) int { return strings.Compare(a.Name, b.Name) })
 	writeAdminJSON(w, http.StatusOK, out)
 	return nil
 }
@@ -243,7 +244,7 @@ func (h *Handler) putRelay(w http.ResponseWriter, r *http.Request) error {
 	if err := refuseAdminConditional(r); err != nil {
 		return err
 	}
-	var body RelayPut
+	var body adminapi.RelayPut
 	if err := decodeAdminBody(r, &body); err != nil {
 		return err
 	}

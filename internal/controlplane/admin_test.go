@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/config"
 	"github.com/imds/imds/internal/registry"
 	"github.com/imds/imds/internal/store/boltstore"
@@ -71,12 +72,12 @@ func decodeAs[T any](t *testing.T, rec *httptest.ResponseRecorder) T {
 	return v
 }
 
-func errorCode(t *testing.T, rec *httptest.ResponseRecorder) ErrorDetail {
+func errorCode(t *testing.T, rec *httptest.ResponseRecorder) adminapi.ErrorDetail {
 	t.Helper()
 	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
 		t.Errorf("error Content-Type %q, want application/json", ct)
 	}
-	return decodeAs[ErrorBody](t, rec).Error
+	return decodeAs[adminapi.ErrorBody](t, rec).Error
 }
 
 const vmA = `{"instance-id": "i-0000000000000000a", "addresses": ["10.0.0.1"], "availability-zone": "eu-west-1a",
@@ -115,7 +116,7 @@ func TestInstanceCRUD(t *testing.T) {
 	e := newAdminEnv(t)
 	runSteps(t, e, []step{
 		{name: "empty list", method: "GET", path: "/v1/instances", status: 200, contains: []string{`"instances": []`}},
-		{name: "get missing", method: "GET", path: "/v1/instances/i-0000000000000000a", status: 404, code: CodeNotFound},
+		{name: "get missing", method: "GET", path: "/v1/instances/i-0000000000000000a", status: 404, code: adminapi.CodeNotFound},
 		{name: "create", method: "PUT", path: "/v1/instances/i-0000000000000000a", body: vmA, status: 201,
 			contains: []string{`"http-tokens": "required"`, `"launch-time": "2026-03-01T12:00:00Z"`}},
 	})
@@ -124,7 +125,7 @@ func TestInstanceCRUD(t *testing.T) {
 	if rec.Code != http.StatusCreated {
 		t.Fatalf("YAML create: %d %s", rec.Code, rec.Body)
 	}
-	if got := decodeAs[InstanceRecord](t, rec); got.Spec.InstanceID != "i-0000000000000000b" || *got.Spec.UserData != "#!/bin/sh\necho hi\n" {
+	if got := decodeAs[adminapi.InstanceRecord](t, rec); got.Spec.InstanceID != "i-0000000000000000b" || *got.Spec.UserData != "#!/bin/sh\necho hi\n" {
 		t.Errorf("YAML create: spec %+v", got.Spec)
 	}
 	if loc := rec.Header().Get("Location"); loc != "/v1/instances/i-0000000000000000b" {
@@ -132,8 +133,8 @@ func TestInstanceCRUD(t *testing.T) {
 	}
 
 	rec = e.do("GET", "/v1/instances", "")
-	list := decodeAs[InstanceList](t, rec)
-	want := []InstanceSummary{
+	list := decodeAs[adminapi.InstanceList](t, rec)
+	want := []adminapi.InstanceSummary{
 		{InstanceID: "i-0000000000000000a", Addresses: []string{"10.0.0.1"},
 			Options: registry.Options{HTTPTokens: "required", HTTPPutResponseHopLimit: 2, HTTPEndpoint: "enabled", HTTPProtocolIPv6: "disabled", InstanceMetadataTags: "disabled"}, State: "running"},
 		{InstanceID: "i-0000000000000000b", Addresses: []string{"10.0.0.2"},
@@ -154,17 +155,17 @@ func TestInstanceCRUD(t *testing.T) {
 			contains: []string{`"10.0.0.3"`, `"http-tokens": "required"`}},
 		{name: "the released address is free", method: "PUT", path: "/v1/instances/i-0000000000000000c", body: `{"addresses": ["10.0.0.1"]}`, status: 201},
 		{name: "an address of another instance", method: "PUT", path: "/v1/instances/i-0000000000000000c", body: `{"addresses": ["10.0.0.2"]}`,
-			status: 409, code: CodeConflict, contains: []string{"10.0.0.2", "i-0000000000000000b"}},
+			status: 409, code: adminapi.CodeConflict, contains: []string{"10.0.0.2", "i-0000000000000000b"}},
 		{name: "delete", method: "DELETE", path: "/v1/instances/i-0000000000000000c", status: 204},
-		{name: "delete again", method: "DELETE", path: "/v1/instances/i-0000000000000000c", status: 404, code: CodeNotFound},
-		{name: "get deleted", method: "GET", path: "/v1/instances/i-0000000000000000c", status: 404, code: CodeNotFound},
+		{name: "delete again", method: "DELETE", path: "/v1/instances/i-0000000000000000c", status: 404, code: adminapi.CodeNotFound},
+		{name: "get deleted", method: "GET", path: "/v1/instances/i-0000000000000000c", status: 404, code: adminapi.CodeNotFound},
 	})
 }
 
 func TestInstanceETag(t *testing.T) {
 	e := newAdminEnv(t)
 	rec := e.do("PUT", "/v1/instances/i-0000000000000000a", vmA)
-	in := decodeAs[InstanceRecord](t, rec)
+	in := decodeAs[adminapi.InstanceRecord](t, rec)
 	if want := `"` + itoa(in.Revision) + `"`; rec.Header().Get("ETag") != want {
 		t.Errorf("ETag %q, want %q", rec.Header().Get("ETag"), want)
 	}
@@ -189,19 +190,19 @@ func TestInstancePreconditions(t *testing.T) {
 		{"put without condition creates", false, "PUT", nil, 201, ""},
 		{"put without condition replaces", true, "PUT", nil, 200, ""},
 		{"create only, absent", false, "PUT", []string{"If-None-Match", "*"}, 201, ""},
-		{"create only, present", true, "PUT", []string{"If-None-Match", "*"}, 412, CodePreconditionFailed},
+		{"create only, present", true, "PUT", []string{"If-None-Match", "*"}, 412, adminapi.CodePreconditionFailed},
 		{"if-match current", true, "PUT", []string{"If-Match", "LAST"}, 200, ""},
 		{"if-match in a list", true, "PUT", []string{"If-Match", `"999", LAST`}, 200, ""},
-		{"if-match stale", true, "PUT", []string{"If-Match", `"1"`}, 412, CodePreconditionFailed},
-		{"if-match weak never matches", true, "PUT", []string{"If-Match", "W/LAST"}, 412, CodePreconditionFailed},
-		{"if-match on a missing instance", false, "PUT", []string{"If-Match", `"1"`}, 412, CodePreconditionFailed},
+		{"if-match stale", true, "PUT", []string{"If-Match", `"1"`}, 412, adminapi.CodePreconditionFailed},
+		{"if-match weak never matches", true, "PUT", []string{"If-Match", "W/LAST"}, 412, adminapi.CodePreconditionFailed},
+		{"if-match on a missing instance", false, "PUT", []string{"If-Match", `"1"`}, 412, adminapi.CodePreconditionFailed},
 		{"if-match star, present", true, "PUT", []string{"If-Match", "*"}, 200, ""},
-		{"if-match star, absent", false, "PUT", []string{"If-Match", "*"}, 412, CodePreconditionFailed},
-		{"if-match unquoted", true, "PUT", []string{"If-Match", "3"}, 400, CodeInvalidParameter},
-		{"if-none-match with a tag", true, "PUT", []string{"If-None-Match", `"3"`}, 400, CodeInvalidParameter},
+		{"if-match star, absent", false, "PUT", []string{"If-Match", "*"}, 412, adminapi.CodePreconditionFailed},
+		{"if-match unquoted", true, "PUT", []string{"If-Match", "3"}, 400, adminapi.CodeInvalidParameter},
+		{"if-none-match with a tag", true, "PUT", []string{"If-None-Match", `"3"`}, 400, adminapi.CodeInvalidParameter},
 		{"delete if-match current", true, "DELETE", []string{"If-Match", "LAST"}, 204, ""},
-		{"delete if-match stale", true, "DELETE", []string{"If-Match", `"1"`}, 412, CodePreconditionFailed},
-		{"delete if-match missing", false, "DELETE", []string{"If-Match", `"1"`}, 412, CodePreconditionFailed},
+		{"delete if-match stale", true, "DELETE", []string{"If-Match", `"1"`}, 412, adminapi.CodePreconditionFailed},
+		{"delete if-match missing", false, "DELETE", []string{"If-Match", `"1"`}, 412, adminapi.CodePreconditionFailed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newAdminEnv(t)
@@ -240,20 +241,20 @@ func TestInstanceValidation(t *testing.T) {
 		code                    string
 		mentions                []string
 	}{
-		{"unknown field", `{"adresses": ["10.0.0.1"]}`, "", 400, CodeInvalidParameter, []string{`"adresses"`}},
-		{"unknown nested field", `{"metadata-options": {"http-token": "required"}}`, "", 400, CodeInvalidParameter, []string{`"http-token"`}},
-		{"unknown YAML field", "adresses: [10.0.0.1]\n", "application/yaml", 400, CodeInvalidParameter, []string{"adresses"}},
-		{"bad value", `{"metadata-options": {"http-tokens": "always"}}`, "", 400, CodeInvalidParameter, []string{"metadata-options.http-tokens", "always"}},
-		{"every bad value", `{"addresses": ["nope"], "account-id": "12"}`, "", 400, CodeInvalidParameter, []string{"addresses[0]", "account-id"}},
-		{"wrong type", `{"addresses": "10.0.0.1"}`, "", 400, CodeInvalidParameter, []string{"addresses"}},
-		{"wrong nested type", `{"metadata-options": {"http-put-response-hop-limit": "2"}}`, "", 400, CodeInvalidParameter, []string{"metadata-options.http-put-response-hop-limit"}},
-		{"not an object", `[1]`, "", 400, CodeInvalidParameter, []string{"object"}},
-		{"syntax", `{"addresses": [`, "", 400, CodeInvalidParameter, []string{"JSON"}},
-		{"two values", `{} {}`, "", 400, CodeInvalidParameter, []string{"more than one"}},
-		{"empty", ``, "", 400, CodeInvalidParameter, []string{"empty"}},
-		{"other id", `{"instance-id": "i-0000000000000000b"}`, "", 400, CodeInvalidParameter, []string{"instance-id", "i-0000000000000000b"}},
-		{"media type", `{}`, "text/plain", 415, CodeUnsupportedMediaType, []string{"text/plain"}},
-		{"too large", `{"user-data": "` + strings.Repeat("x", maxAdminBody) + `"}`, "", 413, CodeRequestTooLarge, nil},
+		{"unknown field", `{"adresses": ["10.0.0.1"]}`, "", 400, adminapi.CodeInvalidParameter, []string{`"adresses"`}},
+		{"unknown nested field", `{"metadata-options": {"http-token": "required"}}`, "", 400, adminapi.CodeInvalidParameter, []string{`"http-token"`}},
+		{"unknown YAML field", "adresses: [10.0.0.1]\n", "application/yaml", 400, adminapi.CodeInvalidParameter, []string{"adresses"}},
+		{"bad value", `{"metadata-options": {"http-tokens": "always"}}`, "", 400, adminapi.CodeInvalidParameter, []string{"metadata-options.http-tokens", "always"}},
+		{"every bad value", `{"addresses": ["nope"], "account-id": "12"}`, "", 400, adminapi.CodeInvalidParameter, []string{"addresses[0]", "account-id"}},
+		{"wrong type", `{"addresses": "10.0.0.1"}`, "", 400, adminapi.CodeInvalidParameter, []string{"addresses"}},
+		{"wrong nested type", `{"metadata-options": {"http-put-response-hop-limit": "2"}}`, "", 400, adminapi.CodeInvalidParameter, []string{"metadata-options.http-put-response-hop-limit"}},
+		{"not an object", `[1]`, "", 400, adminapi.CodeInvalidParameter, []string{"object"}},
+		{"syntax", `{"addresses": [`, "", 400, adminapi.CodeInvalidParameter, []string{"JSON"}},
+		{"two values", `{} {}`, "", 400, adminapi.CodeInvalidParameter, []string{"more than one"}},
+		{"empty", ``, "", 400, adminapi.CodeInvalidParameter, []string{"empty"}},
+		{"other id", `{"instance-id": "i-0000000000000000b"}`, "", 400, adminapi.CodeInvalidParameter, []string{"instance-id", "i-0000000000000000b"}},
+		{"media type", `{}`, "text/plain", 415, adminapi.CodeUnsupportedMediaType, []string{"text/plain"}},
+		{"too large", `{"user-data": "` + strings.Repeat("x", maxAdminBody) + `"}`, "", 413, adminapi.CodeRequestTooLarge, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newAdminEnv(t)
@@ -288,7 +289,7 @@ func TestInstanceFromConfigKeepsItsMark(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := e.do("PUT", "/v1/instances/i-0000000000000000a", `{"addresses": ["10.0.0.1"], "tags": {"Env": "api"}}`)
-	if rec.Code != 200 || !decodeAs[InstanceRecord](t, rec).FromConfig {
+	if rec.Code != 200 || !decodeAs[adminapi.InstanceRecord](t, rec).FromConfig {
 		t.Fatalf("PUT over a seeded instance: %d %s", rec.Code, rec.Body)
 	}
 	// The file has not changed: the API's change survives a restart.
@@ -352,7 +353,7 @@ func TestEvents(t *testing.T) {
 				t.Fatalf("status %d, want %d: %s", rec.Code, tc.status, rec.Body)
 			}
 			if tc.check != nil {
-				tc.check(t, decodeAs[InstanceRecord](t, rec).Spec)
+				tc.check(t, decodeAs[adminapi.InstanceRecord](t, rec).Spec)
 			}
 			if tc.mentions != "" {
 				if got := errorCode(t, rec); !strings.Contains(got.Message, tc.mentions) {
@@ -368,7 +369,7 @@ func TestEvents(t *testing.T) {
 		t.Errorf("event on a missing instance: %d", rec.Code)
 	}
 	rec := e.do("DELETE", path+"/events", "")
-	if s := decodeAs[InstanceRecord](t, rec).Spec; rec.Code != 200 || s.Spot != nil || s.Rebalance != "" || s.Events != nil {
+	if s := decodeAs[adminapi.InstanceRecord](t, rec).Spec; rec.Code != 200 || s.Spot != nil || s.Rebalance != "" || s.Events != nil {
 		t.Errorf("after clearing: %d %+v", rec.Code, s)
 	}
 }
@@ -385,19 +386,19 @@ func TestRoles(t *testing.T) {
 		{name: "replace if-match", method: "PUT", path: "/v1/roles/batch", hdr: []string{"Content-Type", "application/yaml", "If-Match", "LAST"},
 			body: "process:\n  command: [/bin/broker]\n  timeout: 5s\n", status: 200, contains: []string{`"timeout": "5s"`}},
 		{name: "replace stale", method: "PUT", path: "/v1/roles/batch", hdr: []string{"Content-Type", "application/yaml", "If-Match", `"1"`},
-			body: "process:\n  command: [/bin/broker]\n", status: 412, code: CodePreconditionFailed},
+			body: "process:\n  command: [/bin/broker]\n", status: 412, code: adminapi.CodePreconditionFailed},
 		{name: "create only", method: "PUT", path: "/v1/roles/batch", hdr: []string{"If-None-Match", "*"},
-			body: `{"process": {"command": ["/bin/broker"]}}`, status: 412, code: CodePreconditionFailed},
-		{name: "unknown key", method: "PUT", path: "/v1/roles/x", body: `{"statik": {}}`, status: 400, code: CodeInvalidParameter, contains: []string{"statik"}},
-		{name: "no source", method: "PUT", path: "/v1/roles/x", body: `{}`, status: 400, code: CodeInvalidParameter, contains: []string{"source"}},
+			body: `{"process": {"command": ["/bin/broker"]}}`, status: 412, code: adminapi.CodePreconditionFailed},
+		{name: "unknown key", method: "PUT", path: "/v1/roles/x", body: `{"statik": {}}`, status: 400, code: adminapi.CodeInvalidParameter, contains: []string{"statik"}},
+		{name: "no source", method: "PUT", path: "/v1/roles/x", body: `{}`, status: 400, code: adminapi.CodeInvalidParameter, contains: []string{"source"}},
 		{name: "missing key", method: "PUT", path: "/v1/roles/x", body: `{"static": {"access-key-id": "AKIAIOSFODNN7EXAMPLE"}}`,
-			status: 400, code: CodeInvalidParameter, contains: []string{"secret-access-key"}},
-		{name: "bad name", method: "PUT", path: "/v1/roles/a%20b", body: `{"process": {"command": ["/bin/x"]}}`, status: 400, code: CodeInvalidParameter},
+			status: 400, code: adminapi.CodeInvalidParameter, contains: []string{"secret-access-key"}},
+		{name: "bad name", method: "PUT", path: "/v1/roles/a%20b", body: `{"process": {"command": ["/bin/x"]}}`, status: 400, code: adminapi.CodeInvalidParameter},
 		{name: "get", method: "GET", path: "/v1/roles/web", status: 200, contains: []string{`"access-key-id"`}},
 		{name: "list", method: "GET", path: "/v1/roles", status: 200, contains: []string{`"name": "batch"`, `"name": "web"`}},
-		{name: "get missing", method: "GET", path: "/v1/roles/nope", status: 404, code: CodeNotFound},
+		{name: "get missing", method: "GET", path: "/v1/roles/nope", status: 404, code: adminapi.CodeNotFound},
 		{name: "delete", method: "DELETE", path: "/v1/roles/batch", status: 204},
-		{name: "delete missing", method: "DELETE", path: "/v1/roles/batch", status: 404, code: CodeNotFound},
+		{name: "delete missing", method: "DELETE", path: "/v1/roles/batch", status: 404, code: adminapi.CodeNotFound},
 	})
 	// The secret is stored, and never shown.
 	role, _, err := e.reg.Role(t.Context(), "web")
@@ -418,7 +419,7 @@ func TestRelays(t *testing.T) {
 	if rec.Code != 200 {
 		t.Fatalf("put: %d %s", rec.Code, rec.Body)
 	}
-	got := decodeAs[RelayRecord](t, rec)
+	got := decodeAs[adminapi.RelayRecord](t, rec)
 	if len(got.Secret) != 32 {
 		t.Fatalf("generated secret: %d bytes, want 32", len(got.Secret))
 	}
@@ -433,19 +434,19 @@ func TestRelays(t *testing.T) {
 			t.Errorf("GET %s: %d %s", path, rec.Code, rec.Body)
 		}
 	}
-	list := decodeAs[RelayList](t, e.do("GET", "/v1/relays", ""))
-	want := []RelayRecord{{Name: "hv1", Addresses: []string{"10.1.0.1", "fd00::1"}}, {Name: "hv2", Addresses: []string{"10.1.0.2"}}}
+	list := decodeAs[adminapi.RelayList](t, e.do("GET", "/v1/relays", ""))
+	want := []adminapi.RelayRecord{{Name: "hv1", Addresses: []string{"10.1.0.1", "fd00::1"}}, {Name: "hv2", Addresses: []string{"10.1.0.2"}}}
 	if diff := cmp.Diff(want, list.Relays); diff != "" {
 		t.Errorf("list (-want +got):\n%s", diff)
 	}
 	runSteps(t, e, []step{
-		{name: "bad address", method: "PUT", path: "/v1/relays/hv3", body: `{"addresses": ["nope"]}`, status: 400, code: CodeInvalidParameter, contains: []string{"addresses", "nope"}},
-		{name: "no address", method: "PUT", path: "/v1/relays/hv3", body: `{}`, status: 400, code: CodeInvalidParameter, contains: []string{"addresses"}},
-		{name: "short secret", method: "PUT", path: "/v1/relays/hv3", body: `{"addresses": ["10.1.0.3"], "secret": "c2hvcnQ="}`, status: 400, code: CodeInvalidParameter, contains: []string{"secret"}},
-		{name: "conditional", method: "PUT", path: "/v1/relays/hv1", body: `{"addresses": ["10.1.0.1"]}`, hdr: []string{"If-Match", `"1"`}, status: 400, code: CodeInvalidParameter},
-		{name: "get missing", method: "GET", path: "/v1/relays/nope", status: 404, code: CodeNotFound},
+		{name: "bad address", method: "PUT", path: "/v1/relays/hv3", body: `{"addresses": ["nope"]}`, status: 400, code: adminapi.CodeInvalidParameter, contains: []string{"addresses", "nope"}},
+		{name: "no address", method: "PUT", path: "/v1/relays/hv3", body: `{}`, status: 400, code: adminapi.CodeInvalidParameter, contains: []string{"addresses"}},
+		{name: "short secret", method: "PUT", path: "/v1/relays/hv3", body: `{"addresses": ["10.1.0.3"], "secret": "c2hvcnQ="}`, status: 400, code: adminapi.CodeInvalidParameter, contains: []string{"secret"}},
+		{name: "conditional", method: "PUT", path: "/v1/relays/hv1", body: `{"addresses": ["10.1.0.1"]}`, hdr: []string{"If-Match", `"1"`}, status: 400, code: adminapi.CodeInvalidParameter},
+		{name: "get missing", method: "GET", path: "/v1/relays/nope", status: 404, code: adminapi.CodeNotFound},
 		{name: "delete", method: "DELETE", path: "/v1/relays/hv1", status: 204},
-		{name: "delete missing", method: "DELETE", path: "/v1/relays/hv1", status: 404, code: CodeNotFound},
+		{name: "delete missing", method: "DELETE", path: "/v1/relays/hv1", status: 404, code: adminapi.CodeNotFound},
 	})
 }
 
@@ -455,7 +456,7 @@ func TestRotateTokenKey(t *testing.T) {
 	if rec.Code != 200 {
 		t.Fatalf("rotate: %d %s", rec.Code, rec.Body)
 	}
-	got := decodeAs[TokenKeys](t, rec)
+	got := decodeAs[adminapi.TokenKeys](t, rec)
 	if got.Signing != 2 || len(got.Keys) != 2 || got.Keys[0].ID != 2 || got.Keys[1].Retired.IsZero() {
 		t.Errorf("after the first rotation: %+v", got)
 	}
@@ -499,7 +500,7 @@ func TestStoreErrorsDoNotLeak(t *testing.T) {
 	e.reg.Store().Close()
 	rec := e.do("GET", "/v1/instances", "")
 	got := errorCode(t, rec)
-	if rec.Code != 500 || got != (ErrorDetail{CodeInternalError, "internal error"}) {
+	if rec.Code != 500 || got != (adminapi.ErrorDetail{Code: adminapi.CodeInternalError, Message: "internal error"}) {
 		t.Errorf("closed store: %d %+v, want 500 and no internal text", rec.Code, got)
 	}
 }

@@ -3,6 +3,8 @@ package controlplane
 import (
 	"net/http"
 	"time"
+
+	"github.com/imds/imds/internal/adminapi"
 )
 
 // UI is the web page under /ui/. A browser cannot sign with SigV4, so the
@@ -15,13 +17,6 @@ type UI interface {
 	NewLogin() (path string, expires time.Time)
 }
 
-// UILogin is the answer of POST /v1/ui/login: the path (with its query) of
-// a one-time login, relative to the control plane's URL.
-type UILogin struct {
-	Path    string    `json:"path"`
-	Expires time.Time `json:"expires"`
-}
-
 func (h *Handler) uiRoutes(admin *http.ServeMux) {
 	admin.Handle("POST /v1/ui/login", h.adminAPI(h.uiLogin))
 }
@@ -29,6 +24,6 @@ func (h *Handler) uiRoutes(admin *http.ServeMux) {
 func (h *Handler) uiLogin(w http.ResponseWriter, r *http.Request) error {
 	path, exp := h.o.UI.NewLogin()
 	h.adminAudit(r, "ui: login token issued", "expires", exp.UTC().Format(time.RFC3339))
-	writeAdminJSON(w, http.StatusOK, UILogin{Path: path, Expires: exp.UTC()})
+	writeAdminJSON(w, http.StatusOK, adminapi.UILogin{Path: path, Expires: exp.UTC()})
 	return nil
 }

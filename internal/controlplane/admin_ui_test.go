@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/migration"
 	"github.com/imds/imds/internal/ui"
 )
@@ -32,7 +33,7 @@ func TestUILogin(t *testing.T) {
 			t.Fatal(err)
 		}
 		if sign {
-			if err := SignRequest(req, nil, "IMDSTESTKEY", "test-secret", "us-east-1", "imds", adminTestNow); err != nil {
+			if err := adminapi.SignRequest(req, nil, "IMDSTESTKEY", "test-secret", "us-east-1", "imds", adminTestNow); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -46,7 +47,7 @@ func TestUILogin(t *testing.T) {
 		t.Errorf("unsigned POST /v1/ui/login: status %d, want 401", resp.StatusCode)
 	}
 	resp := post(true)
-	var l UILogin
+	var l adminapi.UILogin
 	if err := json.NewDecoder(resp.Body).Decode(&l); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("signed POST /v1/ui/login: status %d (%v), want 200", resp.StatusCode, err)
 	}

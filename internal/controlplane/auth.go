@@ -252,15 +252,3 @@ func (h *Handler) verify(r *http.Request, body []byte) (Caller, *authError) {
 	}
 	return Caller{AccessKeyID: a.accessKeyID, Region: a.region, Service: a.service}, nil
 }
-
-// SignRequest signs r with SigV4 in the Authorization header, as the control
-// plane verifies it: body is r's body (nil for none), service is "ec2" or
-// "imds", now the signing time. It sets X-Amz-Date and Authorization.
-func SignRequest(r *http.Request, body []byte, accessKeyID, secret, region, service string, now time.Time) error {
-	sum := sha256.Sum256(body)
-	creds := aws.Credentials{AccessKeyID: accessKeyID, SecretAccessKey: secret}
-	if err := v4.NewSigner().SignHTTP(r.Context(), creds, r, hex.EncodeToString(sum[:]), service, region, now); err != nil {
-		return fmt.Errorf("sign request: %w", err)
-	}
-	return nil
-}

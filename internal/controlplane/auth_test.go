@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/imds/imds/internal/adminapi"
 )
 
 func TestAuthRefusals(t *testing.T) {
@@ -160,7 +162,7 @@ func TestAuthAccepts(t *testing.T) {
 			r := f.signed(http.MethodPost, "/", form)
 			sum := sha256.Sum256(body)
 			r.Header.Set("X-Amz-Content-Sha256", hex.EncodeToString(sum[:]))
-			if err := SignRequest(r, body, testKeyID, testSecret, testRegion, "ec2", f.now); err != nil {
+			if err := adminapi.SignRequest(r, body, testKeyID, testSecret, testRegion, "ec2", f.now); err != nil {
 				t.Fatal(err)
 			}
 			return r
@@ -170,7 +172,7 @@ func TestAuthAccepts(t *testing.T) {
 			r.ContentLength = -1 // as a client that streams the body signs it
 			body := []byte(form.Encode())
 			r.Body = io.NopCloser(bytes.NewReader(body))
-			if err := SignRequest(r, body, testKeyID, testSecret, testRegion, "ec2", f.now); err != nil {
+			if err := adminapi.SignRequest(r, body, testKeyID, testSecret, testRegion, "ec2", f.now); err != nil {
 				t.Fatal(err)
 			}
 			r.ContentLength = int64(len(body))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/config"
 	"github.com/imds/imds/internal/ec2id"
 	"github.com/imds/imds/internal/registry"
@@ -134,7 +135,7 @@ func (f *ec2Fixture) signedWith(method, target string, form url.Values, o signOp
 	if method == http.MethodPost {
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
 	}
-	if err := SignRequest(r, body, o.key, o.secret, o.region, o.service, o.at); err != nil {
+	if err := adminapi.SignRequest(r, body, o.key, o.secret, o.region, o.service, o.at); err != nil {
 		f.t.Fatal(err)
 	}
 	return r

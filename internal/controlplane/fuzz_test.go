@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/config"
 	"github.com/imds/imds/internal/registry"
 	"github.com/imds/imds/internal/store"
@@ -71,7 +72,7 @@ func FuzzEC2Query(f *testing.F) {
 		r := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/", bytes.NewReader(body))
 		r.Host = "imds.test:8080"
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		if err := SignRequest(r, body, testKeyID, testSecret, testRegion, "ec2", fx.now); err != nil {
+		if err := adminapi.SignRequest(r, body, testKeyID, testSecret, testRegion, "ec2", fx.now); err != nil {
 			t.Fatal(err)
 		}
 		w := httptest.NewRecorder()

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/registry"
 	"github.com/imds/imds/internal/store"
 	"github.com/imds/imds/internal/store/boltstore"
@@ -88,7 +89,7 @@ func (e *operatorEnv) do(method, path, key, secret string) *httptest.ResponseRec
 
 func serveSigned(t *testing.T, h http.Handler, method, path, key, secret string, now time.Time) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, path, nil)
-	if err := SignRequest(req, nil, key, secret, "us-east-1", "imds", now); err != nil {
+	if err := adminapi.SignRequest(req, nil, key, secret, "us-east-1", "imds", now); err != nil {
 		t.Error(err)
 	}
 	rec := httptest.NewRecorder()
@@ -204,7 +205,7 @@ func TestOperatorKeysAPI(t *testing.T) {
 	if rec.Code != http.StatusCreated {
 		t.Fatalf("add: status %d, body %s", rec.Code, rec.Body)
 	}
-	var added OperatorKey
+	var added adminapi.OperatorKey
 	if err := json.Unmarshal(rec.Body.Bytes(), &added); err != nil || added.SecretAccessKey == "" || !added.Created.Equal(adminTestNow) {
 		t.Fatalf("add: %+v, %v; want a key with its secret, created %v", added, err, adminTestNow)
 	}
@@ -213,7 +214,7 @@ func TestOperatorKeysAPI(t *testing.T) {
 	}
 
 	rec = e.do("GET", "/v1/keys/operator", e.op.AccessKeyID, e.op.SecretAccessKey)
-	var list OperatorKeyList
+	var list adminapi.OperatorKeyList
 	if err := json.Unmarshal(rec.Body.Bytes(), &list); err != nil || len(list.Keys) != 2 {
 		t.Fatalf("list: %s, %v; want two keys", rec.Body, err)
 	}
@@ -282,7 +283,7 @@ func TestOperatorRevokedOnEveryReplica(t *testing.T) {
 	if rec.Code != http.StatusCreated {
 		t.Fatalf("add on replica 0: status %d, body %s", rec.Code, rec.Body)
 	}
-	var k OperatorKey
+	var k adminapi.OperatorKey
 	if err := json.Unmarshal(rec.Body.Bytes(), &k); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/adminclient"
 )
 
@@ -59,7 +60,7 @@ instances:
 	if code, body := get(t, "http://"+g.AdminAddr().String()+"/readyz"); code != 200 {
 		t.Errorf("readyz: %d %q", code, body)
 	}
-	creds, err := adminclient.ReadCredentialsFile(filepath.Join(dir, "credentials"))
+	creds, err := adminapi.ReadCredentialsFile(filepath.Join(dir, "credentials"))
 	if err != nil {
 		t.Fatal(err)
 	}

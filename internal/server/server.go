@@ -21,7 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/imds/imds/internal/adminclient"
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/config"
 	"github.com/imds/imds/internal/controlplane"
 	"github.com/imds/imds/internal/credentials"
@@ -334,7 +334,7 @@ func (s *Server) writeOperatorCredentials(ctx context.Context) error {
 	if err := os.MkdirAll(s.opts.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	if err := adminclient.WriteCredentialsFile(path, adminclient.Credentials{AccessKeyID: op.AccessKeyID, SecretAccessKey: op.SecretAccessKey}); err != nil {
+	if err := adminapi.WriteCredentialsFile(path, adminapi.Credentials{AccessKeyID: op.AccessKeyID, SecretAccessKey: op.SecretAccessKey}); err != nil {
 		return fmt.Errorf("write operator credentials: %w", err)
 	}
 	s.log.Info("wrote operator credentials", "path", path, "access_key_id", op.AccessKeyID)

@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/adminclient"
 	"github.com/imds/imds/internal/testenv"
 )
@@ -30,7 +31,7 @@ func TestMigrationPage(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	s := startServer(t, twoInstanceConfig, "--data-dir", dataDir)
 	adminURL := s.adminURL(t)
-	creds, err := adminclient.ReadCredentialsFile(filepath.Join(dataDir, "credentials"))
+	creds, err := adminapi.ReadCredentialsFile(filepath.Join(dataDir, "credentials"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/adminclient"
 	"github.com/imds/imds/internal/testenv"
 )
@@ -173,7 +174,7 @@ func runIMDS(t *testing.T, stdin string, args ...string) (stdout, stderr string,
 // wrote to its data dir.
 func admin(t *testing.T, p *proc) *adminclient.Client {
 	t.Helper()
-	creds, err := adminclient.ReadCredentialsFile(filepath.Join(p.DataDir, "credentials"))
+	creds, err := adminapi.ReadCredentialsFile(filepath.Join(p.DataDir, "credentials"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/adminclient"
 	"github.com/imds/imds/internal/config"
 	"github.com/imds/imds/internal/store/etcdstore/etcdtest"
@@ -73,7 +74,7 @@ func startReplicas(t *testing.T, n int) *replicaSet {
 // operator key in p's data dir.
 func ec2Client(t *testing.T, p *proc) *ec2.Client {
 	t.Helper()
-	creds, err := adminclient.ReadCredentialsFile(filepath.Join(p.DataDir, "credentials"))
+	creds, err := adminapi.ReadCredentialsFile(filepath.Join(p.DataDir, "credentials"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,12 +110,12 @@ func TestReplicasOnEtcd(t *testing.T) {
 	x, y := from(addrX), from(addrY)
 
 	t.Run("operator key shared", func(t *testing.T) {
-		first, err := adminclient.ReadCredentialsFile(filepath.Join(a.DataDir, "credentials"))
+		first, err := adminapi.ReadCredentialsFile(filepath.Join(a.DataDir, "credentials"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		for i, p := range rs.replicas[1:] {
-			got, err := adminclient.ReadCredentialsFile(filepath.Join(p.DataDir, "credentials"))
+			got, err := adminapi.ReadCredentialsFile(filepath.Join(p.DataDir, "credentials"))
 			if err != nil {
 				t.Fatalf("replica %d: %v", i+1, err)
 			}
@@ -336,9 +337,9 @@ func TestReplicasOnEtcd(t *testing.T) {
 	})
 }
 
-func mustCreds(t *testing.T, p *proc) adminclient.Credentials {
+func mustCreds(t *testing.T, p *proc) adminapi.Credentials {
 	t.Helper()
-	c, err := adminclient.ReadCredentialsFile(filepath.Join(p.DataDir, "credentials"))
+	c, err := adminapi.ReadCredentialsFile(filepath.Join(p.DataDir, "credentials"))
 	if err != nil {
 		t.Fatal(err)
 	}

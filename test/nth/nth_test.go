@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/adminclient"
 	"github.com/imds/imds/internal/events"
 	"github.com/imds/imds/internal/events/eventstest"
@@ -107,7 +108,7 @@ func launch(t *testing.T, clk *eventstest.Clock, o server.Options) (*env, func()
 		})
 	}
 	t.Cleanup(stop)
-	creds, err := adminclient.ReadCredentialsFile(filepath.Join(o.DataDir, "credentials"))
+	creds, err := adminapi.ReadCredentialsFile(filepath.Join(o.DataDir, "credentials"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imds/imds/internal/controlplane"
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/events"
 	"github.com/imds/imds/internal/events/eventstest"
 	"github.com/imds/imds/internal/metadata"
@@ -40,7 +40,7 @@ func TestReplicasFireEvents(t *testing.T) {
 			Store: "etcd", Etcd: etcdstore.Options{Endpoints: []string{member.ClientURL}}})
 		rs = append(rs, e)
 	}
-	if _, err := rs[0].admin.AddEvent(t.Context(), spotID, controlplane.EventRequest{Type: controlplane.EventSpot, In: "2m"}); err != nil {
+	if _, err := rs[0].admin.AddEvent(t.Context(), spotID, adminapi.EventRequest{Type: adminapi.EventSpot, In: "2m"}); err != nil {
 		t.Fatal(err)
 	}
 	notice := t0.Add(2 * time.Minute)
@@ -70,7 +70,7 @@ func TestEventsSurviveRestart(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	clk := eventstest.NewClock(t0)
 	e, stop := launch(t, clk, server.Options{ConfigPath: cfg, DataDir: data})
-	if _, err := e.admin.AddEvent(t.Context(), spotID, controlplane.EventRequest{Type: controlplane.EventSpot, Action: "stop", In: "2m"}); err != nil {
+	if _, err := e.admin.AddEvent(t.Context(), spotID, adminapi.EventRequest{Type: adminapi.EventSpot, Action: "stop", In: "2m"}); err != nil {
 		t.Fatal(err)
 	}
 	stop()
@@ -89,7 +89,7 @@ func TestEventsSurviveRestart(t *testing.T) {
 		t.Errorf("metadata of the stopped instance: %v, want 403", err)
 	}
 	// Started again, it runs without the interruption of its last run.
-	if _, err := e.admin.ChangeState(t.Context(), spotID, controlplane.StateStart); err != nil {
+	if _, err := e.admin.ChangeState(t.Context(), spotID, adminapi.StateStart); err != nil {
 		t.Fatal(err)
 	}
 	e.advance(clk.Now().Add(events.TransitionTime))

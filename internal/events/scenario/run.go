@@ -8,18 +8,18 @@ import (
 	"strings"
 	"time"
 
-	"github.com/imds/imds/internal/controlplane"
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/events"
 )
 
 // API is the part of the admin API a scenario uses (adminclient.Client).
 // Errors are the client's: a step that fails stops the run.
 type API interface {
-	AddEvent(ctx context.Context, id string, ev controlplane.EventRequest) (*controlplane.InstanceRecord, error)
-	AddFleetEvent(ctx context.Context, req controlplane.FleetEventRequest) (*controlplane.FleetEventResult, error)
-	EndEvent(ctx context.Context, id, eventID, verb string) (*controlplane.InstanceRecord, error)
-	RescheduleEvent(ctx context.Context, id, eventID string, notBefore time.Time) (*controlplane.InstanceRecord, error)
-	ChangeState(ctx context.Context, id, action string) (*controlplane.StateChange, error)
+	AddEvent(ctx context.Context, id string, ev adminapi.EventRequest) (*adminapi.InstanceRecord, error)
+	AddFleetEvent(ctx context.Context, req adminapi.FleetEventRequest) (*adminapi.FleetEventResult, error)
+	EndEvent(ctx context.Context, id, eventID, verb string) (*adminapi.InstanceRecord, error)
+	RescheduleEvent(ctx context.Context, id, eventID string, notBefore time.Time) (*adminapi.InstanceRecord, error)
+	ChangeState(ctx context.Context, id, action string) (*adminapi.StateChange, error)
 }
 
 // chosen is what a step did: the instances it acted on and the maintenance
@@ -78,9 +78,9 @@ func do(ctx context.Context, st *Step, api API, done map[string]chosen, now time
 	if e := st.Event; e != nil {
 		what := describe(e)
 		if c.ids == nil && st.SameAs == "" { // filters or fraction: the server chooses
-			req := controlplane.FleetEventRequest{Fraction: st.Fraction, Seed: st.Seed, Event: e.request()}
+			req := adminapi.FleetEventRequest{Fraction: st.Fraction, Seed: st.Seed, Event: e.request()}
 			for _, k := range sortedKeys(st.Filters) {
-				req.Filters = append(req.Filters, controlplane.Filter{Name: k, Values: st.Filters[k]})
+				req.Filters = append(req.Filters, adminapi.Filter{Name: k, Values: st.Filters[k]})
 			}
 			res, err := api.AddFleetEvent(ctx, req)
 			if err != nil {
@@ -95,7 +95,7 @@ func do(ctx context.Context, st *Step, api API, done map[string]chosen, now time
 			if err != nil {
 				return c, what + " -> " + id, err
 			}
-			if e.Type == controlplane.EventMaintenance && len(rec.Spec.Events) > 0 {
+			if e.Type == adminapi.EventMaintenance && len(rec.Spec.Events) > 0 {
 				c.events[id] = rec.Spec.Events[len(rec.Spec.Events)-1].EventID
 			}
 		}

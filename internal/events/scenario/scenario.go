@@ -16,8 +16,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/config"
-	"github.com/imds/imds/internal/controlplane"
 )
 
 // Scenario is a parsed, checked scenario file.
@@ -62,8 +62,8 @@ type Event struct {
 	LifecycleState string `yaml:"lifecycle-state"`
 }
 
-func (e *Event) request() controlplane.EventRequest {
-	return controlplane.EventRequest{Type: e.Type, Action: e.Action, Code: e.Code, Description: e.Description,
+func (e *Event) request() adminapi.EventRequest {
+	return adminapi.EventRequest{Type: e.Type, Action: e.Action, Code: e.Code, Description: e.Description,
 		In: e.In, Duration: e.Duration, LifecycleState: e.LifecycleState}
 }
 
@@ -174,7 +174,7 @@ func Parse(data []byte) (*Scenario, error) {
 			bad("same-as", "cancel, complete and reschedule act on the maintenance event an earlier step added: name it in same-as")
 		}
 		if st.State != "" {
-			if !slices.Contains([]string{controlplane.StateStop, controlplane.StateStart, controlplane.StateTerminate}, st.State) {
+			if !slices.Contains([]string{adminapi.StateStop, adminapi.StateStart, adminapi.StateTerminate}, st.State) {
 				bad("state", "%q: want stop, start or terminate", st.State)
 			}
 			if len(st.Filters) > 0 || st.Fraction != 0 {
@@ -182,7 +182,7 @@ func Parse(data []byte) (*Scenario, error) {
 			}
 		}
 		if e := st.Event; e != nil {
-			types := []string{controlplane.EventSpot, controlplane.EventRebalance, controlplane.EventMaintenance, controlplane.EventLifecycle}
+			types := []string{adminapi.EventSpot, adminapi.EventRebalance, adminapi.EventMaintenance, adminapi.EventLifecycle}
 			if !slices.Contains(types, e.Type) {
 				bad("event.type", "%q: want one of %s", e.Type, strings.Join(types, ", "))
 			}
@@ -194,7 +194,7 @@ func Parse(data []byte) (*Scenario, error) {
 					bad(key, "%q: want a duration such as 2m", v)
 				}
 			}
-			if e.Type == controlplane.EventLifecycle {
+			if e.Type == adminapi.EventLifecycle {
 				if err := config.ValidateLifecycleState(e.LifecycleState); err != nil {
 					bad("event.lifecycle-state", "%q: %v", e.LifecycleState, err)
 				}

@@ -1,13 +1,14 @@
-package adminclient
+package adminapi
 
 import (
-	"bufio"
-	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/config"
 )
 
 // Profile is the section of the credentials file that holds the operator key.
@@ -23,63 +24,28 @@ type Credentials struct {
 var ErrNoCredentials = errors.New("no operator credentials")
 
 // ReadCredentialsFile reads the [imds] profile of an AWS shared-credentials
-// file: aws_access_key_id and aws_secret_access_key.
+// file (aws_access_key_id and aws_secret_access_key) with the AWS SDK's own
+// loader, so that the file means to imds what it means to the AWS CLI.
 func ReadCredentialsFile(path string) (Credentials, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
+	if _, err := os.Stat(path); err != nil {
 		return Credentials{}, fmt.Errorf("read credentials: %w", err)
 	}
-	c, err := parseCredentials(data)
-	if err != nil {
-		return Credentials{}, fmt.Errorf("credentials %s: %w", path, err)
-	}
-	return c, nil
-}
-
-func parseCredentials(data []byte) (Credentials, error) {
-	var (
-		c       Credentials
-		section string
-		found   bool
-	)
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		switch {
-		case line == "" || line[0] == '#' || line[0] == ';':
-			continue
-		case line[0] == '[':
-			if !strings.HasSuffix(line, "]") {
-				return Credentials{}, fmt.Errorf("line %d: a section header ends with ]", n)
-			}
-			section = strings.TrimSpace(line[1 : len(line)-1])
-			found = found || section == Profile
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			return Credentials{}, fmt.Errorf("line %d: want key = value", n)
-		}
-		if section != Profile {
-			continue
-		}
-		switch strings.TrimSpace(k) {
-		case "aws_access_key_id":
-			c.AccessKeyID = strings.TrimSpace(v)
-		case "aws_secret_access_key":
-			c.SecretAccessKey = strings.TrimSpace(v)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return Credentials{}, err
-	}
+	sc, err := config.LoadSharedConfigProfile(context.Background(), Profile, func(o *config.LoadSharedConfigOptions) {
+		o.CredentialsFiles = []string{path}
+		o.ConfigFiles = []string{}
+	})
+	var missing config.SharedConfigProfileNotExistError
 	switch {
-	case !found:
-		return Credentials{}, fmt.Errorf("%w: no [%s] profile", ErrNoCredentials, Profile)
-	case c.AccessKeyID == "" || c.SecretAccessKey == "":
-		return Credentials{}, fmt.Errorf("%w: the [%s] profile needs aws_access_key_id and aws_secret_access_key", ErrNoCredentials, Profile)
+	case errors.As(err, &missing):
+		return Credentials{}, fmt.Errorf("credentials %s: %w: no [%s] profile", path, ErrNoCredentials, Profile)
+	case err != nil:
+		// The SDK's errors for a partial profile carry no type of their own.
+		return Credentials{}, fmt.Errorf("credentials %s: %w: the [%s] profile needs aws_access_key_id and aws_secret_access_key: %v",
+			path, ErrNoCredentials, Profile, strings.Join(strings.Fields(err.Error()), " "))
+	case sc.Credentials.AccessKeyID == "" || sc.Credentials.SecretAccessKey == "":
+		return Credentials{}, fmt.Errorf("credentials %s: %w: the [%s] profile needs aws_access_key_id and aws_secret_access_key", path, ErrNoCredentials, Profile)
 	}
-	return c, nil
+	return Credentials{AccessKeyID: sc.Credentials.AccessKeyID, SecretAccessKey: sc.Credentials.SecretAccessKey}, nil
 }
 
 // WriteCredentialsFile writes c as the [imds] profile of a shared-credentials

@@ -1,4 +1,4 @@
-package controlplane
+package adminapi
 
 import (
 	"time"
@@ -243,3 +243,10 @@ const (
 	CodeServiceUnavailable   = "ServiceUnavailable"
 	CodeInternalError        = "InternalError"
 )
+
+// UILogin is the answer of POST /v1/ui/login: the path (with its query) of
+// a one-time login, relative to the control plane's URL.
+type UILogin struct {
+	Path    string    `json:"path"`
+	Expires time.Time `json:"expires"`
+}

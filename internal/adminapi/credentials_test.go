@@ -1,0 +1,56 @@
+package adminapi
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCredentialsFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sub", "credentials")
+	want := Credentials{AccessKeyID: "AKIAOPERATOR", SecretAccessKey: "secret/with+chars"}
+	if err := WriteCredentialsFile(path, want); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, %v; want 0600", fi.Mode(), err)
+	}
+	if got, err := ReadCredentialsFile(path); err != nil || got != want {
+		t.Errorf("read back %+v, %v", got, err)
+	}
+	if _, err := ReadCredentialsFile(filepath.Join(dir, "none")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a missing file: %v, want os.ErrNotExist", err)
+	}
+
+	for _, tc := range []struct {
+		name, text string
+		want       Credentials
+		err        string
+	}{
+		{"other profiles", "[default]\naws_access_key_id = AKIA\naws_secret_access_key = x\n\n# operator\n[imds]\naws_access_key_id=IMDSK\naws_secret_access_key = s=e=c\n",
+			Credentials{"IMDSK", "s=e=c"}, ""},
+		{"no profile", "[default]\naws_access_key_id = AKIA\n", Credentials{}, "no [imds] profile"},
+		{"missing secret", "[imds]\naws_access_key_id = IMDSK\n", Credentials{}, "aws_secret_access_key"},
+		{"bad header", "[imds\naws_access_key_id = IMDSK\n", Credentials{}, "credentials "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "credentials")
+			if err := os.WriteFile(p, []byte(tc.text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, err := ReadCredentialsFile(p)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Errorf("error %v, want one mentioning %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("got %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}

@@ -1,6 +1,6 @@
 // Package adminclient is a client of the control plane's JSON admin API, as
 // the imds command line uses it: requests signed with SigV4 by an operator
-// key, answers decoded into the control plane's own types.
+// key, answers decoded into the types of package adminapi.
 package adminclient
 
 import (

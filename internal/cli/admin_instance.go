@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -90,14 +89,7 @@ func parseInstances(data []byte) ([]config.Instance, error) {
 	if len(probe.Content) == 0 {
 		return nil, errors.New("no instance in the file")
 	}
-	decode := func(v any) error {
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		if err := dec.Decode(v); err != nil {
-			return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
-		}
-		return nil
-	}
+	decode := func(v any) error { return config.DecodeYAML(data, v) }
 	if root := probe.Content[0]; root.Kind == yaml.MappingNode && slices.ContainsFunc(root.Content, func(n *yaml.Node) bool { return n.Value == "instances" }) {
 		var file struct {
 			Instances []config.Instance    `yaml:"instances"`

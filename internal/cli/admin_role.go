@@ -1,12 +1,9 @@
 package cli
 
 import (
-	"bytes"
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/adminclient"
@@ -41,10 +38,8 @@ shows them again.`,
 				return err
 			}
 			var role config.Role
-			dec := yaml.NewDecoder(bytes.NewReader(data))
-			dec.KnownFields(true)
-			if err := dec.Decode(&role); err != nil {
-				return &exitError{ExitInvalid, fmt.Errorf("%s: %s", p.file, strings.TrimPrefix(err.Error(), "yaml: "))}
+			if err := config.DecodeYAML(data, &role); err != nil {
+				return &exitError{ExitInvalid, fmt.Errorf("%s: %w", p.file, err)}
 			}
 			c, err := f.client(cmd)
 			if err != nil {

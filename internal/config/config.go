@@ -9,7 +9,6 @@ package config
 import (
 	"github.com/imds/imds/internal/ec2id"
 
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -318,10 +317,8 @@ func Load(path string) (*Config, error) {
 // Parse decodes and validates YAML. Unknown keys are errors.
 func Parse(data []byte) (*Config, error) {
 	c := &Config{}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
+	if err := DecodeYAML(data, c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err == nil {

@@ -10,15 +10,13 @@ import (
 	"mime"
 	"net/http"
 	"reflect"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/imds/imds/internal/adminapi"
+	"github.com/imds/imds/internal/config"
 	"github.com/imds/imds/internal/events"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/imds/imds/internal/migration"
 	"github.com/imds/imds/internal/registry"
@@ -219,24 +217,13 @@ func jsonKindOf(t reflect.Type) string {
 	return "an object"
 }
 
-var yamlUnknownFieldRe = regexp.MustCompile(`^(line \d+: )field (\S+) not found in type \S+$`)
-
 func decodeAdminYAML(data []byte, v any) error {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	err := dec.Decode(v)
-	var te *yaml.TypeError
+	err := config.DecodeYAML(data, v)
 	switch {
-	case errors.As(err, &te):
-		msgs := make([]string, len(te.Errors))
-		for i, m := range te.Errors {
-			msgs[i] = yamlUnknownFieldRe.ReplaceAllString(m, `${1}unknown field "${2}"`)
-		}
-		return badParam("%s", strings.Join(msgs, "\n"))
 	case errors.Is(err, io.EOF):
 		return badParam("the body is empty")
 	case err != nil:
-		return badParam("%s", strings.TrimPrefix(err.Error(), "yaml: "))
+		return badParam("%s", err)
 	}
 	return nil
 }

@@ -5,7 +5,6 @@
 package scenario
 
 import (
-	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -107,10 +106,8 @@ var nameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 // names the step and the key.
 func Parse(data []byte) (*Scenario, error) {
 	var s Scenario
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&s); err != nil {
-		return nil, fmt.Errorf("scenario: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+	if err := config.DecodeYAML(data, &s); err != nil {
+		return nil, fmt.Errorf("scenario: %w", err)
 	}
 	if len(s.Steps) == 0 {
 		return nil, errors.New("scenario: steps: want at least one step")

@@ -370,6 +370,9 @@ func (r *Recorder) insert(sh *shard, k key, in *inst, via identity.Via) *record 
 	}
 	ua, proc, _ := strings.Cut(k.ua, "\x00")
 	rec := &record{in: in, instance: k.instance, addr: k.addr, via: via, ua: ua, process: proc, first: r.now().UnixNano()}
+	// Seen now, before any request can find it: a flush that runs before
+	// the first count must not take it for a record unseen for the window.
+	rec.last.Store(rec.first)
 	in.agents[k.addr] = n + 1
 	r.put(sh, k, rec)
 	return rec
@@ -381,6 +384,7 @@ func (r *Recorder) overflow(in *inst) *record {
 		return o
 	}
 	o := &record{in: in, instance: in.id, ua: OverflowAgent, first: r.now().UnixNano()}
+	o.last.Store(o.first)
 	in.over.Store(o)
 	return o
 }

@@ -159,7 +159,7 @@ func (r *Recorder) collect(expire bool) map[string][]stored {
 			out[k.instance] = append(out[k.instance], rec.stored())
 		}
 		if len(old) > 0 {
-			r.remove(sh, old)
+			r.remove(sh, old, since)
 		}
 	}
 	r.insts.Range(func(k, v any) bool {
@@ -179,15 +179,21 @@ func (r *Recorder) collect(expire bool) map[string][]stored {
 	return out
 }
 
-func (r *Recorder) remove(sh *shard, keys []key) {
+// remove drops the records of keys that are still unseen since since (a
+// request may have come in after they were picked).
+func (r *Recorder) remove(sh *shard, keys []key, since int64) {
 	sh.mu.Lock()
 	m := maps.Clone(*sh.m.Load())
+	var gone []key
 	for _, k := range keys {
-		delete(m, k)
+		if rec := m[k]; rec != nil && rec.last.Load() < since {
+			delete(m, k)
+			gone = append(gone, k)
+		}
 	}
 	sh.m.Store(&m)
 	sh.mu.Unlock()
-	for _, k := range keys {
+	for _, k := range gone {
 		in := r.inst(k.instance)
 		in.mu.Lock()
 		if in.agents[k.addr]--; in.agents[k.addr] <= 0 {

@@ -33,13 +33,9 @@ before the first step; a step that fails stops the run.
 		Example: `  imds scenario run spot-reclaim.yaml`,
 		Args:    usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			data, err := os.ReadFile(args[0])
+			s, err := readScenario(args[0])
 			if err != nil {
-				return &exitError{ExitInvalid, err}
-			}
-			s, err := scenario.Parse(data)
-			if err != nil {
-				return &exitError{ExitInvalid, fmt.Errorf("%s: %w", args[0], err)}
+				return err
 			}
 			c, err := f.client(cmd)
 			if err != nil {
@@ -56,13 +52,9 @@ before the first step; a step that fails stops the run.
 		Short: "Check a scenario file without playing it",
 		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			data, err := os.ReadFile(args[0])
+			s, err := readScenario(args[0])
 			if err != nil {
-				return &exitError{ExitInvalid, err}
-			}
-			s, err := scenario.Parse(data)
-			if err != nil {
-				return &exitError{ExitInvalid, fmt.Errorf("%s: %w", args[0], err)}
+				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d steps\n", args[0], len(s.Steps))
 			return nil
@@ -70,4 +62,17 @@ before the first step; a step that fails stops the run.
 	}
 	cmd.AddCommand(run, check)
 	return cmd
+}
+
+// readScenario reads and checks a scenario file; a bad one is ExitInvalid.
+func readScenario(path string) (*scenario.Scenario, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &exitError{ExitInvalid, err}
+	}
+	s, err := scenario.Parse(data)
+	if err != nil {
+		return nil, &exitError{ExitInvalid, fmt.Errorf("%s: %w", path, err)}
+	}
+	return s, nil
 }

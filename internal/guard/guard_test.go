@@ -21,6 +21,7 @@ import (
 	"github.com/imds/imds/internal/dataplane"
 	"github.com/imds/imds/internal/guard"
 	"github.com/imds/imds/internal/server"
+	"github.com/imds/imds/internal/testenv"
 	"github.com/imds/imds/internal/token"
 )
 
@@ -424,7 +425,7 @@ func TestUpdateSwapsPolicy(t *testing.T) {
 // A caller in the guard's network namespace is attributed to its process.
 func TestAttribution(t *testing.T) {
 	if _, err := os.Stat("/proc/net/tcp"); err != nil {
-		t.Skip("no /proc/net/tcp: not Linux")
+		testenv.SkipOrFail(t, "no /proc/net/tcp: not Linux")
 	}
 	e := startWith(t, guardConfig, guard.Procfs{})
 	if code, _, _ := do(t, client("127.0.0.1"), "GET", e.url+"/latest/meta-data/instance-id"); code != 200 {

@@ -146,12 +146,11 @@ func agentKey(ua, process string) string {
 // record is one caller (address and User-Agent) of one instance. Every field
 // after the constant ones is updated atomically.
 type record struct {
-	in       *inst
-	instance string
-	addr     netip.Addr
-	via      identity.Via
-	ua       string
-	first    int64 // unix nanoseconds
+	in    *inst // its instance
+	addr  netip.Addr
+	via   identity.Via
+	ua    string
+	first int64 // unix nanoseconds
 
 	last         atomic.Int64
 	n            [numKinds]atomic.Uint64
@@ -281,9 +280,6 @@ func NewRecorder(o Options) *Recorder {
 	return r
 }
 
-// Config is the recorder's configuration, defaults filled in.
-func (r *Recorder) Config() Config { return r.cfg }
-
 // shardOf picks a key's shard from its instance and address only: the
 // User-Agent is long, and the callers of one address are few (capped).
 func (r *Recorder) shardOf(k *key) *shard {
@@ -369,7 +365,7 @@ func (r *Recorder) insert(sh *shard, k key, in *inst, via identity.Via) *record 
 		return r.overflow(in)
 	}
 	ua, proc, _ := strings.Cut(k.ua, "\x00")
-	rec := &record{in: in, instance: k.instance, addr: k.addr, via: via, ua: ua, process: proc, first: r.now().UnixNano()}
+	rec := &record{in: in, addr: k.addr, via: via, ua: ua, process: proc, first: r.now().UnixNano()}
 	// Seen now, before any request can find it: a flush that runs before
 	// the first count must not take it for a record unseen for the window.
 	rec.last.Store(rec.first)
@@ -383,7 +379,7 @@ func (r *Recorder) overflow(in *inst) *record {
 	if o := in.over.Load(); o != nil {
 		return o
 	}
-	o := &record{in: in, instance: in.id, ua: OverflowAgent, first: r.now().UnixNano()}
+	o := &record{in: in, ua: OverflowAgent, first: r.now().UnixNano()}
 	o.last.Store(o.first)
 	in.over.Store(o)
 	return o

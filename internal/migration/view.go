@@ -164,9 +164,8 @@ func (rec *record) stored() stored {
 
 // restore makes a live record of a stored one (after a restart).
 func restore(in *inst, s stored) (key, *record) {
-	instance := in.id
 	addr, _ := netip.ParseAddr(s.Address)
-	rec := &record{in: in, instance: instance, addr: addr, via: parseVia(s.Via), ua: s.UserAgent, process: s.Process, first: s.First}
+	rec := &record{in: in, addr: addr, via: parseVia(s.Via), ua: s.UserAgent, process: s.Process, first: s.First}
 	rec.last.Store(s.Last)
 	rec.n[kindTokenPut].Store(s.Counts.TokenPuts)
 	rec.n[kindV2].Store(s.Counts.V2)
@@ -182,7 +181,7 @@ func restore(in *inst, s stored) (key, *record) {
 	rec.putStatus.Store(s.PutStatus)
 	rec.putForwarded.Store(s.PutForwarded)
 	rec.hopLimit.Store(s.HopLimit)
-	return key{instance, addr, agentKey(s.UserAgent, s.Process)}, rec
+	return key{in.id, addr, agentKey(s.UserAgent, s.Process)}, rec
 }
 
 func parseVia(s string) identity.Via {

@@ -8,6 +8,7 @@ package config
 
 import (
 	"github.com/imds/imds/internal/ec2id"
+	"github.com/imds/imds/internal/imdsopt"
 
 	"errors"
 	"fmt"
@@ -566,6 +567,20 @@ func (v *validator) line(key string) int {
 	return 0
 }
 
+// check adds err, the refusal of value, to the errors.
+func (v *validator) check(key, value string, err error) {
+	if err != nil {
+		v.add(key, value, err.Error())
+	}
+}
+
+// option checks value, if set, with the Validate of its metadata option.
+func option[T ~string](v *validator, key, value string, validate func(T) error) {
+	if value != "" {
+		v.check(key, value, validate(T(value)))
+	}
+}
+
 func (v *validator) oneOf(key, value string, allowed ...string) {
 	if value != "" && !slices.Contains(allowed, value) {
 		v.add(key, value, "want one of "+strings.Join(allowed, ", "))
@@ -665,16 +680,14 @@ func (v *validator) instance(p string, in *Instance) {
 	}
 	mo := &in.MetadataOptions
 	mp := p + ".metadata-options"
-	v.oneOf(mp+".http-tokens", mo.HTTPTokens, "optional", "required")
-	v.oneOf(mp+".http-endpoint", mo.HTTPEndpoint, "enabled", "disabled")
-	v.oneOf(mp+".http-protocol-ipv6", mo.HTTPProtocolIPv6, "enabled", "disabled")
-	v.oneOf(mp+".instance-metadata-tags", mo.InstanceMetadataTags, "enabled", "disabled")
+	option(v, mp+".http-tokens", mo.HTTPTokens, imdsopt.Tokens.Validate)
+	option(v, mp+".http-endpoint", mo.HTTPEndpoint, imdsopt.State.Validate)
+	option(v, mp+".http-protocol-ipv6", mo.HTTPProtocolIPv6, imdsopt.State.Validate)
+	option(v, mp+".instance-metadata-tags", mo.InstanceMetadataTags, imdsopt.State.Validate)
 	if h := mo.HTTPPutResponseHopLimit; h != 0 || v.has(mp+".http-put-response-hop-limit") {
-		if h < 1 || h > 64 {
-			v.add(mp+".http-put-response-hop-limit", strconv.Itoa(h), "want 1 to 64")
-		}
+		v.check(mp+".http-put-response-hop-limit", strconv.Itoa(h), imdsopt.HopLimit(h).Validate())
 	}
-	v.tags(p+".tags", in.Tags, mo.InstanceMetadataTags == "enabled")
+	v.tags(p+".tags", in.Tags, imdsopt.State(mo.InstanceMetadataTags) == imdsopt.Enabled)
 	if s := in.Spot; s != nil {
 		v.oneOf(p+".spot.action", s.Action, "hibernate", "stop", "terminate")
 		if s.Action == "" {

@@ -5,7 +5,10 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
+
+	"github.com/imds/imds/internal/imdsopt"
 )
 
 // Guard configures `imds guard`, a proxy in front of EC2's own IMDS.
@@ -118,9 +121,7 @@ func (v *validator) guard(g *Guard, roles map[string]*Role) {
 	if g.HopLimit == 0 {
 		g.HopLimit = DefaultGuardHopLimit
 	}
-	if g.HopLimit < 1 || g.HopLimit > 64 {
-		v.add("guard.hop-limit", fmt.Sprint(g.HopLimit), "want 1 to 64")
-	}
+	v.check("guard.hop-limit", strconv.Itoa(g.HopLimit), imdsopt.HopLimit(g.HopLimit).Validate())
 	if g.Default.IMDSv1 == "" {
 		g.Default.IMDSv1 = V1Upgrade
 	}

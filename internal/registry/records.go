@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
-	"slices"
 	"strconv"
 	"time"
 
 	"github.com/imds/imds/internal/config"
 	"github.com/imds/imds/internal/ec2id"
+	"github.com/imds/imds/internal/imdsopt"
 	"github.com/imds/imds/internal/store"
 	"github.com/imds/imds/internal/token"
 )
@@ -42,25 +42,37 @@ type DefaultChanges struct {
 	HTTPTokensEnforced      *string
 }
 
+func (c DefaultChanges) validate() error {
+	var hop error
+	if h := c.HTTPPutResponseHopLimit; h != nil {
+		hop = invalidValue("HttpPutResponseHopLimit", strconv.Itoa(*h), imdsopt.HopLimit(*h).ValidateDefault())
+	}
+	return errors.Join(
+		checkOption("HttpTokens", c.HTTPTokens, imdsopt.Tokens.ValidateDefault),
+		hop,
+		checkOption("HttpEndpoint", c.HTTPEndpoint, imdsopt.State.ValidateDefault),
+		checkOption("InstanceMetadataTags", c.InstanceMetadataTags, imdsopt.State.ValidateDefault),
+		checkOption("HttpTokensEnforced", c.HTTPTokensEnforced, imdsopt.State.ValidateDefault),
+	)
+}
+
 // ModifyDefaults changes a region's account defaults. Existing instances are
 // not affected, as on EC2.
 func (r *Registry) ModifyDefaults(ctx context.Context, region string, c DefaultChanges) (Defaults, error) {
 	if !ec2id.Region.Valid(region) {
 		return Defaults{}, &InvalidError{Field: "region", Value: region, Msg: "not " + ec2id.Region.What}
 	}
-	set := func(field string, dst *string, v *string, allowed ...string) error {
-		if v == nil {
-			return nil
-		}
-		if *v == "no-preference" {
+	if err := c.validate(); err != nil {
+		return Defaults{}, err
+	}
+	set := func(dst *string, v *string) {
+		switch {
+		case v == nil:
+		case *v == imdsopt.NoPreference:
 			*dst = ""
-			return nil
+		default:
+			*dst = *v
 		}
-		if !slices.Contains(allowed, *v) {
-			return &InvalidError{Field: field, Value: *v, Msg: fmt.Sprintf("want one of %v or no-preference", allowed)}
-		}
-		*dst = *v
-		return nil
 	}
 	for range 10 {
 		var d Defaults
@@ -70,26 +82,19 @@ func (r *Registry) ModifyDefaults(ctx context.Context, region string, c DefaultC
 		} else if err != nil {
 			return Defaults{}, err
 		}
-		if err := errors.Join(
-			set("HttpTokens", &d.HTTPTokens, c.HTTPTokens, "optional", "required"),
-			set("HttpEndpoint", &d.HTTPEndpoint, c.HTTPEndpoint, "enabled", "disabled"),
-			set("InstanceMetadataTags", &d.InstanceMetadataTags, c.InstanceMetadataTags, "enabled", "disabled"),
-			set("HttpTokensEnforced", &d.HTTPTokensEnforced, c.HTTPTokensEnforced, "enabled", "disabled"),
-		); err != nil {
-			return Defaults{}, err
+		set(&d.HTTPTokens, c.HTTPTokens)
+		set(&d.HTTPEndpoint, c.HTTPEndpoint)
+		set(&d.InstanceMetadataTags, c.InstanceMetadataTags)
+		set(&d.HTTPTokensEnforced, c.HTTPTokensEnforced)
+		switch h := c.HTTPPutResponseHopLimit; {
+		case h == nil:
+		case *h == imdsopt.NoPreferenceHopLimit:
+			d.HTTPPutResponseHopLimit = 0
+		default:
+			d.HTTPPutResponseHopLimit = *h
 		}
-		if h := c.HTTPPutResponseHopLimit; h != nil {
-			switch {
-			case *h == -1:
-				d.HTTPPutResponseHopLimit = 0
-			case *h >= 1 && *h <= 64:
-				d.HTTPPutResponseHopLimit = *h
-			default:
-				return Defaults{}, &InvalidError{Field: "HttpPutResponseHopLimit", Value: strconv.Itoa(*h), Msg: "want 1 to 64, or -1 for no preference"}
-			}
-		}
-		if d.HTTPTokensEnforced == "enabled" && d.HTTPTokens == "optional" {
-			return Defaults{}, &InvalidError{Field: "HttpTokens", Value: "optional", Msg: "conflicts with HttpTokensEnforced enabled"}
+		if d.tokensEnforced() && imdsopt.Tokens(d.HTTPTokens) == imdsopt.Optional {
+			return Defaults{}, &InvalidError{Field: "HttpTokens", Value: d.HTTPTokens, Msg: "conflicts with HttpTokensEnforced enabled"}
 		}
 		_, err = r.putJSON(ctx, PrefixDefaults+region, d, rev)
 		if errors.Is(err, store.ErrConflict) {
@@ -118,8 +123,10 @@ func (r *Registry) PutImage(ctx context.Context, img Image) error {
 	if !ec2id.Image.Valid(img.ImageID) {
 		return &InvalidError{Field: "ImageId", Value: img.ImageID, Msg: "not " + ec2id.Image.What}
 	}
-	if img.ImdsSupport != "" && img.ImdsSupport != "v2.0" {
-		return &InvalidError{Field: "ImdsSupport", Value: img.ImdsSupport, Msg: "the only value is v2.0"}
+	if img.ImdsSupport != "" {
+		if err := checkOption("ImdsSupport", &img.ImdsSupport, imdsopt.ImdsSupport.Validate); err != nil {
+			return err
+		}
 	}
 	for range 10 {
 		var old Image
@@ -129,7 +136,7 @@ func (r *Registry) PutImage(ctx context.Context, img Image) error {
 		} else if err != nil {
 			return err
 		}
-		if old.ImdsSupport == "v2.0" && img.ImdsSupport != "v2.0" {
+		if imdsopt.ImdsSupport(old.ImdsSupport) == imdsopt.V2 && imdsopt.ImdsSupport(img.ImdsSupport) != imdsopt.V2 {
 			return &InvalidError{Field: "ImdsSupport", Value: img.ImdsSupport, Msg: "imds-support v2.0 cannot be removed from an image"}
 		}
 		_, err = r.putJSON(ctx, PrefixImages+img.ImageID, img, rev)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/imds/imds/internal/config"
+	"github.com/imds/imds/internal/imdsopt"
 	"github.com/imds/imds/internal/metadata"
 	"github.com/imds/imds/internal/store"
 )
@@ -277,19 +278,19 @@ func (r *Registry) ModifyOptions(ctx context.Context, id string, c OptionChanges
 		}
 		if c.InstanceMetadataTags != nil {
 			o.InstanceMetadataTags = *c.InstanceMetadataTags
-			if *c.InstanceMetadataTags == "enabled" {
+			if imdsopt.State(*c.InstanceMetadataTags) == imdsopt.Enabled {
 				if err := config.ValidateTags(in.Spec.Tags, true); err != nil {
-					return &InvalidError{Field: "InstanceMetadataTags", Value: "enabled", Msg: "the instance has tags EC2 cannot expose in metadata: " + err.Error()}
+					return &InvalidError{Field: "InstanceMetadataTags", Value: *c.InstanceMetadataTags, Msg: "the instance has tags EC2 cannot expose in metadata: " + err.Error()}
 				}
 			}
 		}
-		if c.HTTPTokens != nil && *c.HTTPTokens == "optional" {
+		if c.HTTPTokens != nil && imdsopt.Tokens(*c.HTTPTokens) == imdsopt.Optional {
 			d, err := r.Defaults(ctx, regionOf(&in.Spec))
 			if err != nil {
 				return err
 			}
-			if d.HTTPTokensEnforced == "enabled" {
-				return &InvalidError{Field: "HttpTokens", Value: "optional", Msg: "the region's account defaults enforce IMDSv2 (HttpTokensEnforced)"}
+			if d.tokensEnforced() {
+				return &InvalidError{Field: "HttpTokens", Value: *c.HTTPTokens, Msg: "the region's account defaults enforce IMDSv2 (HttpTokensEnforced)"}
 			}
 		}
 		return nil
@@ -297,21 +298,33 @@ func (r *Registry) ModifyOptions(ctx context.Context, id string, c OptionChanges
 }
 
 func (c OptionChanges) validate() error {
-	check := func(field string, v *string, allowed ...string) error {
-		if v != nil && !slices.Contains(allowed, *v) {
-			return &InvalidError{Field: field, Value: *v, Msg: "want one of " + fmt.Sprint(allowed)}
-		}
-		return nil
-	}
-	if c.HTTPPutResponseHopLimit != nil && (*c.HTTPPutResponseHopLimit < 1 || *c.HTTPPutResponseHopLimit > 64) {
-		return &InvalidError{Field: "HttpPutResponseHopLimit", Value: strconv.Itoa(*c.HTTPPutResponseHopLimit), Msg: "want 1 to 64"}
+	var hop error
+	if h := c.HTTPPutResponseHopLimit; h != nil {
+		hop = invalidValue("HttpPutResponseHopLimit", strconv.Itoa(*h), imdsopt.HopLimit(*h).Validate())
 	}
 	return errors.Join(
-		check("HttpTokens", c.HTTPTokens, "optional", "required"),
-		check("HttpEndpoint", c.HTTPEndpoint, "enabled", "disabled"),
-		check("HttpProtocolIpv6", c.HTTPProtocolIPv6, "enabled", "disabled"),
-		check("InstanceMetadataTags", c.InstanceMetadataTags, "enabled", "disabled"),
+		checkOption("HttpTokens", c.HTTPTokens, imdsopt.Tokens.Validate),
+		hop,
+		checkOption("HttpEndpoint", c.HTTPEndpoint, imdsopt.State.Validate),
+		checkOption("HttpProtocolIpv6", c.HTTPProtocolIPv6, imdsopt.State.Validate),
+		checkOption("InstanceMetadataTags", c.InstanceMetadataTags, imdsopt.State.Validate),
 	)
+}
+
+// checkOption checks v, if given, with the Validate of its metadata option.
+func checkOption[T ~string](field string, v *string, validate func(T) error) error {
+	if v == nil {
+		return nil
+	}
+	return invalidValue(field, *v, validate(T(*v)))
+}
+
+// invalidValue is err, the refusal of a value of field, as an InvalidError.
+func invalidValue(field, value string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &InvalidError{Field: field, Value: value, Msg: err.Error()}
 }
 
 // CreateTags adds or overwrites tags on instances. All instances must exist.
@@ -331,7 +344,7 @@ func (r *Registry) CreateTags(ctx context.Context, ids []string, tags config.Ord
 					in.Spec.Tags = append(in.Spec.Tags, t)
 				}
 			}
-			if in.Options.InstanceMetadataTags == "enabled" {
+			if in.Options.tagsEnabled() {
 				if err := config.ValidateTags(in.Spec.Tags, true); err != nil {
 					return &InvalidError{Field: "Tag", Msg: err.Error()}
 				}
@@ -411,7 +424,7 @@ func (r *Registry) resolve(ctx context.Context, spec *config.Instance) (Options,
 		}
 	}
 	o := Resolve(spec.MetadataOptions, d, img)
-	if d.HTTPTokensEnforced == "enabled" && o.HTTPTokens != "required" {
+	if d.tokensEnforced() && imdsopt.Tokens(o.HTTPTokens) != imdsopt.Required {
 		return Options{}, &InvalidError{Field: "metadata-options.http-tokens", Value: o.HTTPTokens,
 			Msg: "the account defaults of " + regionOf(spec) + " enforce IMDSv2 (HttpTokensEnforced): set http-tokens: required"}
 	}
@@ -423,7 +436,7 @@ func (r *Registry) resolve(ctx context.Context, spec *config.Instance) (Options,
 // image's imds-support (v2.0 means tokens required and hop limit 2), then the
 // built-in defaults. Each option is resolved on its own.
 func Resolve(spec config.MetadataOptions, d Defaults, img *Image) Options {
-	v2 := img != nil && img.ImdsSupport == "v2.0"
+	v2 := img != nil && imdsopt.ImdsSupport(img.ImdsSupport) == imdsopt.V2
 	first := func(vals ...string) string {
 		for _, v := range vals {
 			if v != "" {
@@ -432,11 +445,15 @@ func Resolve(spec config.MetadataOptions, d Defaults, img *Image) Options {
 		}
 		return ""
 	}
+	imageTokens := ""
+	if v2 {
+		imageTokens = string(imdsopt.Required)
+	}
 	o := Options{
-		HTTPTokens:           first(spec.HTTPTokens, d.HTTPTokens, map[bool]string{true: "required"}[v2], "optional"),
-		HTTPEndpoint:         first(spec.HTTPEndpoint, d.HTTPEndpoint, "enabled"),
-		HTTPProtocolIPv6:     first(spec.HTTPProtocolIPv6, "disabled"),
-		InstanceMetadataTags: first(spec.InstanceMetadataTags, d.InstanceMetadataTags, "disabled"),
+		HTTPTokens:           first(spec.HTTPTokens, d.HTTPTokens, imageTokens, string(imdsopt.Optional)),
+		HTTPEndpoint:         first(spec.HTTPEndpoint, d.HTTPEndpoint, string(imdsopt.Enabled)),
+		HTTPProtocolIPv6:     first(spec.HTTPProtocolIPv6, string(imdsopt.Disabled)),
+		InstanceMetadataTags: first(spec.InstanceMetadataTags, d.InstanceMetadataTags, string(imdsopt.Disabled)),
 	}
 	switch {
 	case spec.HTTPPutResponseHopLimit != 0:

@@ -232,3 +232,51 @@ func TestTokenRingRotation(t *testing.T) {
 		t.Errorf("a key retired 7h ago is still there: %+v", tr.Keys)
 	}
 }
+
+// Every API that changes options refuses a value with one message form:
+// the EC2 parameter, the value, and what the option wants.
+func TestOptionValuesRefused(t *testing.T) {
+	r := newRegistry(t)
+	ctx := t.Context()
+	if _, err := r.Put(ctx, config.Instance{InstanceID: "i-0000000000000000a"}, store.Absent, ""); err != nil {
+		t.Fatal(err)
+	}
+	modify := func(c OptionChanges) error { _, err := r.ModifyOptions(ctx, "i-0000000000000000a", c); return err }
+	defaults := func(c DefaultChanges) error { _, err := r.ModifyDefaults(ctx, "us-east-1", c); return err }
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"tokens", modify(OptionChanges{HTTPTokens: ptr("sometimes")}), `HttpTokens "sometimes": want one of optional, required`},
+		{"tokens no-preference", modify(OptionChanges{HTTPTokens: ptr("no-preference")}), `HttpTokens "no-preference": want one of optional, required`},
+		{"hop limit", modify(OptionChanges{HTTPPutResponseHopLimit: ptr(65)}), `HttpPutResponseHopLimit "65": want 1 to 64`},
+		{"hop limit -1", modify(OptionChanges{HTTPPutResponseHopLimit: ptr(-1)}), `HttpPutResponseHopLimit "-1": want 1 to 64`},
+		{"endpoint", modify(OptionChanges{HTTPEndpoint: ptr("on")}), `HttpEndpoint "on": want one of enabled, disabled`},
+		{"ipv6", modify(OptionChanges{HTTPProtocolIPv6: ptr("")}), `HttpProtocolIpv6: want one of enabled, disabled`},
+		{"tags", modify(OptionChanges{InstanceMetadataTags: ptr("Enabled")}), `InstanceMetadataTags "Enabled": want one of enabled, disabled`},
+		{"default tokens", defaults(DefaultChanges{HTTPTokens: ptr("always")}), `HttpTokens "always": want one of optional, required, no-preference`},
+		{"default hop limit", defaults(DefaultChanges{HTTPPutResponseHopLimit: ptr(0)}), `HttpPutResponseHopLimit "0": want 1 to 64, or -1 for no preference`},
+		{"default endpoint", defaults(DefaultChanges{HTTPEndpoint: ptr("maybe")}), `HttpEndpoint "maybe": want one of enabled, disabled, no-preference`},
+		{"default tags", defaults(DefaultChanges{InstanceMetadataTags: ptr("yes")}), `InstanceMetadataTags "yes": want one of enabled, disabled, no-preference`},
+		{"default enforced", defaults(DefaultChanges{HTTPTokensEnforced: ptr("on")}), `HttpTokensEnforced "on": want one of enabled, disabled, no-preference`},
+		{"image", r.PutImage(ctx, Image{ImageID: "ami-0000000000000000a", ImdsSupport: "v1.0"}), `ImdsSupport "v1.0": want v2.0`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var inv *InvalidError
+			if !errors.As(tc.err, &inv) {
+				t.Fatalf("got %v, want an InvalidError", tc.err)
+			}
+			if got := tc.err.Error(); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+	in, _ := r.Instance(ctx, "i-0000000000000000a")
+	if want := (Options{"optional", 1, "enabled", "disabled", "disabled"}); in.Options != want {
+		t.Errorf("refused changes left options %+v, want %+v", in.Options, want)
+	}
+	if d, _ := r.Defaults(ctx, "us-east-1"); d != (Defaults{}) {
+		t.Errorf("refused changes left defaults %+v", d)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/imds/imds/internal/config"
+	"github.com/imds/imds/internal/imdsopt"
 	"github.com/imds/imds/internal/metadata"
 )
 
@@ -32,6 +33,10 @@ type Options struct {
 	HTTPEndpoint            string `json:"http-endpoint"`               // enabled | disabled
 	HTTPProtocolIPv6        string `json:"http-protocol-ipv6"`          // enabled | disabled
 	InstanceMetadataTags    string `json:"instance-metadata-tags"`      // enabled | disabled
+}
+
+func (o Options) tagsEnabled() bool {
+	return imdsopt.State(o.InstanceMetadataTags) == imdsopt.Enabled
 }
 
 // Instance is a registered instance: what the operator gave, the options
@@ -60,6 +65,12 @@ type Defaults struct {
 	HTTPEndpoint            string `json:"http-endpoint,omitempty"`
 	InstanceMetadataTags    string `json:"instance-metadata-tags,omitempty"`
 	HTTPTokensEnforced      string `json:"http-tokens-enforced,omitempty"`
+}
+
+// tokensEnforced reports whether the defaults enforce IMDSv2: no instance
+// of their region may have optional tokens.
+func (d Defaults) tokensEnforced() bool {
+	return imdsopt.State(d.HTTPTokensEnforced) == imdsopt.Enabled
 }
 
 // Image is what imds knows of an AMI: whether it requires IMDSv2.

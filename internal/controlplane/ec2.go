@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/imds/imds/internal/ec2id"
+	"github.com/imds/imds/internal/imdsopt"
 	"github.com/imds/imds/internal/registry"
 )
 
@@ -278,13 +279,52 @@ func (c *ec2Call) boolean(name string) (bool, error) {
 	return b, nil
 }
 
-// enum returns an optional parameter that must be one of allowed.
-func (c *ec2Call) enum(name string, allowed ...string) (*string, error) {
+// option returns an optional parameter that validate, the Validate of a
+// metadata option, accepts.
+func option[T ~string](c *ec2Call, name string, validate func(T) error) (*string, error) {
 	v, ok := c.str(name)
-	if ok && !slices.Contains(allowed, *v) {
-		return nil, errInvalid("Value (%s) for parameter %s is invalid. Expecting one of: %s.", *v, name, strings.Join(allowed, ", "))
+	if !ok {
+		return nil, nil
+	}
+	if err := validate(T(*v)); err != nil {
+		return nil, errOptionValue(name, *v, err)
 	}
 	return v, nil
+}
+
+// hopLimit returns the parameter HttpPutResponseHopLimit, checked by
+// validate (imdsopt.HopLimit's Validate or ValidateDefault).
+func (c *ec2Call) hopLimit(validate func(imdsopt.HopLimit) error) (*int, error) {
+	const name = "HttpPutResponseHopLimit"
+	h, err := c.integer(name)
+	if err != nil || h == nil {
+		return nil, err
+	}
+	if err := validate(imdsopt.HopLimit(*h)); err != nil {
+		return nil, errOptionValue(name, strconv.Itoa(*h), err)
+	}
+	return h, nil
+}
+
+// errOptionValue is EC2's answer to a value a metadata option does not take:
+// err, an *imdsopt.ValueError, says what it takes.
+func errOptionValue(param, value string, err error) *ec2Error {
+	ve, ok := errors.AsType[*imdsopt.ValueError](err)
+	if !ok {
+		return errInvalid("Value (%s) for parameter %s is invalid.", value, param)
+	}
+	var want string
+	switch vs := ve.Values(); {
+	case vs == nil && ve.NoPreference:
+		want = fmt.Sprintf("Expecting a value from %d to %d, or %d for no preference.", ve.Min, ve.Max, imdsopt.NoPreferenceHopLimit)
+	case vs == nil:
+		want = fmt.Sprintf("Expecting a value from %d to %d.", ve.Min, ve.Max)
+	case len(vs) == 1:
+		want = fmt.Sprintf("The only value is %s.", vs[0])
+	default:
+		want = fmt.Sprintf("Expecting one of: %s.", strings.Join(vs, ", "))
+	}
+	return errInvalid("Value (%s) for parameter %s is invalid. %s", value, param, want)
 }
 
 // dryRun answers DryRunOperation when DryRun=true; call it once the request
@@ -383,21 +423,18 @@ func (h *Handler) modifyInstanceMetadataOptions(ctx context.Context, c *ec2Call)
 	var ch registry.OptionChanges
 	var errs []error
 	add := func(err error) { errs = append(errs, err) }
-	ch.HTTPTokens, err = c.enum("HttpTokens", "optional", "required")
+	ch.HTTPTokens, err = option(c, "HttpTokens", imdsopt.Tokens.Validate)
 	add(err)
-	ch.HTTPPutResponseHopLimit, err = c.integer("HttpPutResponseHopLimit")
+	ch.HTTPPutResponseHopLimit, err = c.hopLimit(imdsopt.HopLimit.Validate)
 	add(err)
-	ch.HTTPEndpoint, err = c.enum("HttpEndpoint", "enabled", "disabled")
+	ch.HTTPEndpoint, err = option(c, "HttpEndpoint", imdsopt.State.Validate)
 	add(err)
-	ch.HTTPProtocolIPv6, err = c.enum("HttpProtocolIpv6", "enabled", "disabled")
+	ch.HTTPProtocolIPv6, err = option(c, "HttpProtocolIpv6", imdsopt.State.Validate)
 	add(err)
-	ch.InstanceMetadataTags, err = c.enum("InstanceMetadataTags", "enabled", "disabled")
+	ch.InstanceMetadataTags, err = option(c, "InstanceMetadataTags", imdsopt.State.Validate)
 	add(err)
 	if err := firstEC2Error(errs); err != nil {
 		return nil, err
-	}
-	if hl := ch.HTTPPutResponseHopLimit; hl != nil && (*hl < 1 || *hl > 64) {
-		return nil, errInvalid("Value (%d) for parameter HttpPutResponseHopLimit is invalid. Expecting a value from 1 to 64.", *hl)
 	}
 	if _, err := h.o.Registry.Instance(ctx, id); err != nil {
 		return nil, err
@@ -442,22 +479,20 @@ func returnTrue(action string) *returnResponse {
 func (h *Handler) modifyInstanceMetadataDefaults(ctx context.Context, c *ec2Call) (ec2Response, error) {
 	var ch registry.DefaultChanges
 	var errs []error
+	add := func(err error) { errs = append(errs, err) }
 	var err error
-	ch.HTTPTokens, err = c.enum("HttpTokens", "optional", "required", "no-preference")
-	errs = append(errs, err)
-	ch.HTTPPutResponseHopLimit, err = c.integer("HttpPutResponseHopLimit")
-	errs = append(errs, err)
-	ch.HTTPEndpoint, err = c.enum("HttpEndpoint", "enabled", "disabled", "no-preference")
-	errs = append(errs, err)
-	ch.InstanceMetadataTags, err = c.enum("InstanceMetadataTags", "enabled", "disabled", "no-preference")
-	errs = append(errs, err)
-	ch.HTTPTokensEnforced, err = c.enum("HttpTokensEnforced", "enabled", "disabled", "no-preference")
-	errs = append(errs, err)
+	ch.HTTPTokens, err = option(c, "HttpTokens", imdsopt.Tokens.ValidateDefault)
+	add(err)
+	ch.HTTPPutResponseHopLimit, err = c.hopLimit(imdsopt.HopLimit.ValidateDefault)
+	add(err)
+	ch.HTTPEndpoint, err = option(c, "HttpEndpoint", imdsopt.State.ValidateDefault)
+	add(err)
+	ch.InstanceMetadataTags, err = option(c, "InstanceMetadataTags", imdsopt.State.ValidateDefault)
+	add(err)
+	ch.HTTPTokensEnforced, err = option(c, "HttpTokensEnforced", imdsopt.State.ValidateDefault)
+	add(err)
 	if err := firstEC2Error(errs); err != nil {
 		return nil, err
-	}
-	if hl := ch.HTTPPutResponseHopLimit; hl != nil && *hl != -1 && (*hl < 1 || *hl > 64) {
-		return nil, errInvalid("Value (%d) for parameter HttpPutResponseHopLimit is invalid. Expecting a value from 1 to 64, or -1 for no preference.", *hl)
 	}
 	if err := c.dryRun(); err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/imds/imds/internal/imdsopt"
 	"github.com/imds/imds/internal/registry"
 )
 
@@ -44,7 +45,7 @@ func (h *Handler) registerImage(ctx context.Context, c *ec2Call) (ec2Response, e
 	if len(name) < 3 || len(name) > 128 {
 		return nil, &ec2Error{http.StatusBadRequest, "InvalidAMIName.Malformed", "AMI names must be between 3 and 128 characters long"}
 	}
-	support, err := c.enum("ImdsSupport", "v2.0")
+	support, err := option(c, "ImdsSupport", imdsopt.ImdsSupport.Validate)
 	if err != nil {
 		return nil, err
 	}
@@ -115,8 +116,8 @@ func (h *Handler) modifyImageAttribute(ctx context.Context, c *ec2Call) (ec2Resp
 	if !ok {
 		return nil, errMissing("ImdsSupport.Value")
 	}
-	if *value != "v2.0" {
-		return nil, errInvalid("Value (%s) for parameter ImdsSupport is invalid. The only value is v2.0.", *value)
+	if err := imdsopt.ImdsSupport(*value).Validate(); err != nil {
+		return nil, errOptionValue("ImdsSupport", *value, err)
 	}
 	img, err := h.image(ctx, id)
 	if err != nil {

@@ -76,16 +76,16 @@ func (r *Registry) list(ctx context.Context, prefix string) ([]store.Item, error
 
 // Instance returns the instance with this id.
 func (r *Registry) Instance(ctx context.Context, id string) (*Instance, error) {
-	var in Instance
-	rev, err := r.getJSON(ctx, PrefixInstances+id, &in)
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	it, err := r.st.Get(ctx, PrefixInstances+id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, &NotFoundError{"instance", id}
 	}
 	if err != nil {
 		return nil, err
 	}
-	in.Revision = rev
-	return &in, nil
+	return DecodeInstance(it)
 }
 
 // Instances returns every instance, by id.
@@ -105,14 +105,28 @@ func (r *Registry) Instances(ctx context.Context) ([]*Instance, error) {
 	return out, nil
 }
 
-// DecodeInstance reads an instance record from a store item.
+// DecodeInstance reads an instance record from a store item, of any schema
+// version this code knows; a newer one is a *SchemaError.
 func DecodeInstance(it store.Item) (*Instance, error) {
-	var in Instance
-	if err := json.Unmarshal(it.Value, &in); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", it.Key, err)
+	in, err := decodeInstance(it.Key, it.Value)
+	if err != nil {
+		return nil, err
 	}
 	in.Revision = it.Revision
-	return &in, nil
+	return in, nil
+}
+
+// putInstance writes the record of instance id under the revision condition
+// ifRev.
+func (r *Registry) putInstance(ctx context.Context, id string, in *Instance, ifRev int64) (int64, error) {
+	key := PrefixInstances + id
+	data, err := encodeInstance(in)
+	if err != nil {
+		return 0, fmt.Errorf("encode %s: %w", key, err)
+	}
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	return r.st.Put(ctx, key, data, ifRev)
 }
 
 // Put registers an instance or replaces its spec. ifRev is store.Absent to
@@ -169,7 +183,7 @@ func (r *Registry) Put(ctx context.Context, spec config.Instance, ifRev int64, s
 	if old != nil {
 		cond = old.Revision
 	}
-	rev, err := r.putJSON(ctx, PrefixInstances+id, rec, cond)
+	rev, err := r.putInstance(ctx, id, rec, cond)
 	if err != nil {
 		r.releaseAddresses(ctx, id, claimed)
 		if errors.Is(err, store.ErrConflict) {
@@ -233,7 +247,7 @@ func (r *Registry) update(ctx context.Context, id string, f func(*Instance) erro
 		} else if err != nil {
 			return nil, err
 		}
-		rev, err := r.putJSON(ctx, PrefixInstances+id, in, in.Revision)
+		rev, err := r.putInstance(ctx, id, in, in.Revision)
 		if errors.Is(err, store.ErrConflict) {
 			continue
 		}

@@ -41,20 +41,22 @@ func (o Options) tagsEnabled() bool {
 
 // Instance is a registered instance: what the operator gave, the options
 // resolved when it was registered (EC2 resolves them at launch), and when.
+// It is the in-memory form; the store holds it as a record of its own
+// layout and schema version (see InstanceSchema).
 type Instance struct {
-	Spec       config.Instance `json:"spec"`
-	Options    Options         `json:"options"`
-	LaunchTime time.Time       `json:"launch-time"`
+	Spec       config.Instance
+	Options    Options
+	LaunchTime time.Time
 	// SeedHash is set on instances that came from the configuration file: the
 	// hash of their entry when it was last applied.
-	SeedHash string `json:"seed-hash,omitempty"`
+	SeedHash string
 	// State is the instance's EC2 state; "" is running. Package events moves
 	// it on when its time comes (StateUntil ends a transitional state).
-	State       metadata.State `json:"state,omitempty"`
-	StateUntil  time.Time      `json:"state-until,omitzero"`
-	StateReason string         `json:"state-reason,omitempty"`
-	// Revision is the store revision of this record (not stored in it).
-	Revision int64 `json:"-"`
+	State       metadata.State
+	StateUntil  time.Time
+	StateReason string
+	// Revision is the store revision of this record.
+	Revision int64
 }
 
 // Defaults are a region's account-level metadata defaults; empty or zero

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/imds/imds/internal/ec2id"
 	"github.com/imds/imds/internal/imdsopt"
@@ -156,39 +155,45 @@ func writeEC2Error(w http.ResponseWriter, status int, code, msg string, requestI
 	if len(requestID) > 0 {
 		id = requestID[0]
 	}
-	body := xml.Header + "<Response><Errors><Error><Code>" + xmlEscape(code) +
-		"</Code><Message>" + xmlEscape(msg) +
-		"</Message></Error></Errors><RequestID>" + xmlEscape(id) + "</RequestID></Response>"
 	w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
 	w.WriteHeader(status)
-	w.Write([]byte(body))
+	w.Write(ec2ErrorDocument(code, msg, id))
 }
 
-// xmlText escapes character data as EC2 does, leaving quotes as they are.
-var xmlText = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+// ec2ErrorResponse is EC2's error document. Unlike its other answers it has
+// no namespace and is written on one line.
+type ec2ErrorResponse struct {
+	XMLName   xml.Name       `xml:"Response"`
+	Errors    []ec2ErrorItem `xml:"Errors>Error"`
+	RequestID string         `xml:"RequestID"`
+}
 
-// xmlEscape escapes s as character data. A character XML cannot carry (a
-// control character a caller put in a parameter that a message echoes,
-// invalid UTF-8) becomes U+FFFD, as encoding/xml does, so the document
-// stays well-formed.
-func xmlEscape(s string) string {
-	s = xmlText.Replace(s)
-	if utf8.ValidString(s) && !strings.ContainsFunc(s, notXMLChar) {
-		return s
+type ec2ErrorItem struct {
+	Code    string `xml:"Code"`
+	Message string `xml:"Message"`
+}
+
+// ec2ErrorDocument is the body of an EC2 error: the XML declaration, then the
+// document. Character data is escaped as EC2 escapes it: &, < and > only.
+// A character XML cannot carry (a control character a caller put in a
+// parameter that a message echoes, invalid UTF-8) becomes U+FFFD, so the
+// document stays well-formed.
+func ec2ErrorDocument(code, msg, requestID string) []byte {
+	doc := ec2ErrorResponse{Errors: []ec2ErrorItem{{code, msg}}, RequestID: requestID}
+	body, err := xml.Marshal(doc)
+	if err != nil {
+		// Strings always encode.
+		panic("controlplane: encode EC2 error: " + err.Error())
 	}
-	return strings.Map(func(r rune) rune {
-		if notXMLChar(r) {
-			return utf8.RuneError
-		}
-		return r
-	}, s)
+	return append([]byte(xml.Header), ec2Unescape.Replace(string(body))...)
 }
 
-// notXMLChar reports whether r is outside XML 1.0's Char production.
-func notXMLChar(r rune) bool {
-	return !(r == '\t' || r == '\n' || r == '\r' ||
-		r >= 0x20 && r <= 0xD7FF || r >= 0xE000 && r <= 0xFFFD || r >= 0x10000 && r <= utf8.MaxRune)
-}
+// ec2Unescape turns back the character references encoding/xml writes for
+// quotes, tab, newline and carriage return, which EC2 writes as they are.
+// The error document has no attributes, where a quote would need its
+// reference, and a reference a caller sent arrives as "&amp;#34;", which
+// this leaves alone.
+var ec2Unescape = strings.NewReplacer("&#34;", `"`, "&#39;", "'", "&#x9;", "\t", "&#xA;", "\n", "&#xD;", "\r")
 
 // writeAuthJSON writes the admin API's error shape for a refused request.
 func writeAuthJSON(w http.ResponseWriter, status int, code, msg string) {

@@ -393,3 +393,33 @@ func TestWildcardMatch(t *testing.T) {
 		}
 	}
 }
+
+// The error document escapes as EC2 does: &, < and > only, quotes and white
+// space as they are, and U+FFFD for what XML cannot carry.
+func TestEC2ErrorDocument(t *testing.T) {
+	const head = `<?xml version="1.0" encoding="UTF-8"?>` + "\n"
+	for _, tc := range []struct {
+		name, code, msg, id, want string
+	}{
+		{"plain", "InvalidParameterValue", "Value (x) for parameter HttpTokens is invalid.", "r-1",
+			`<Response><Errors><Error><Code>InvalidParameterValue</Code><Message>Value (x) for parameter HttpTokens is invalid.</Message></Error></Errors><RequestID>r-1</RequestID></Response>`},
+		{"quotes", "InvalidInstanceID.Malformed", `Invalid id: "web-1" isn't`, "r-2",
+			`<Response><Errors><Error><Code>InvalidInstanceID.Malformed</Code><Message>Invalid id: "web-1" isn't</Message></Error></Errors><RequestID>r-2</RequestID></Response>`},
+		{"markup", "C", "a <b> & </Message><Code>x", "r-3",
+			`<Response><Errors><Error><Code>C</Code><Message>a &lt;b&gt; &amp; &lt;/Message&gt;&lt;Code&gt;x</Message></Error></Errors><RequestID>r-3</RequestID></Response>`},
+		{"references sent as text", "C", "&#34; &#xA; &amp;", "r-4",
+			`<Response><Errors><Error><Code>C</Code><Message>&amp;#34; &amp;#xA; &amp;amp;</Message></Error></Errors><RequestID>r-4</RequestID></Response>`},
+		{"white space", "C", "a\tb\nc\rd", "r-5",
+			"<Response><Errors><Error><Code>C</Code><Message>a\tb\nc\rd</Message></Error></Errors><RequestID>r-5</RequestID></Response>"},
+		{"not XML", "C", "nul\x00 esc\x1b bad\xff fffe\uFFFE ok\uFFFD é", "r-6",
+			"<Response><Errors><Error><Code>C</Code><Message>nul\uFFFD esc\uFFFD bad\uFFFD fffe\uFFFD ok\uFFFD é</Message></Error></Errors><RequestID>r-6</RequestID></Response>"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := ec2ErrorDocument(tc.code, tc.msg, tc.id)
+			if diff := cmp.Diff(head+tc.want, string(got)); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+			checkXML(t, got)
+		})
+	}
+}

@@ -224,8 +224,12 @@ func TestAuthRefusesJSONUnderV1(t *testing.T) {
 	o := f.operator()
 	o.secret = "wrong"
 	w = f.serve(f.signedWith(http.MethodGet, "/v1/instances", nil, o))
-	if w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), `"code":"AuthFailure"`) {
+	body.Error.Code = ""
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || w.Code != http.StatusUnauthorized || body.Error.Code != "AuthFailure" {
 		t.Errorf("bad signature: got %d %s", w.Code, w.Body)
+	}
+	if got := w.Header().Get("Cache-Control"); got != "no-store" {
+		t.Errorf("Cache-Control %q, want no-store, as every admin answer", got)
 	}
 	checkGolden(t, "auth-v1-bad-signature", dump(w))
 }

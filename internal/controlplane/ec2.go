@@ -3,7 +3,6 @@ package controlplane
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/ec2id"
 	"github.com/imds/imds/internal/imdsopt"
 	"github.com/imds/imds/internal/registry"
@@ -195,16 +195,9 @@ func ec2ErrorDocument(code, msg, requestID string) []byte {
 // this leaves alone.
 var ec2Unescape = strings.NewReplacer("&#34;", `"`, "&#39;", "'", "&#x9;", "\t", "&#xA;", "\n", "&#xD;", "\r")
 
-// writeAuthJSON writes the admin API's error shape for a refused request.
+// writeAuthJSON writes the admin API's error answer for a refused request.
 func writeAuthJSON(w http.ResponseWriter, status int, code, msg string) {
-	type errBody struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	}
-	body, _ := json.Marshal(map[string]errBody{"error": {code, msg}})
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	w.Write(append(body, '\n'))
+	writeAdminJSON(w, status, adminapi.ErrorBody{Error: adminapi.ErrorDetail{Code: code, Message: msg}})
 }
 
 // newRequestID is a random UUID, as EC2's request ids are.

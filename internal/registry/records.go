@@ -225,6 +225,9 @@ func (r *Registry) Relays(ctx context.Context) ([]Relay, error) {
 	return out, nil
 }
 
+// MinRelaySecret is the length in bytes of the shortest relay secret.
+const MinRelaySecret = 16
+
 // PutRelay registers a relay; an empty secret gets a random 32-byte one.
 func (r *Registry) PutRelay(ctx context.Context, rl Relay) (Relay, error) {
 	if !nameRe.MatchString(rl.Name) {
@@ -241,8 +244,8 @@ func (r *Registry) PutRelay(ctx context.Context, rl Relay) (Relay, error) {
 	if len(rl.Secret) == 0 {
 		rl.Secret = make([]byte, 32)
 		rand.Read(rl.Secret)
-	} else if len(rl.Secret) < 16 {
-		return Relay{}, &InvalidError{Field: "secret", Msg: "at least 16 bytes"}
+	} else if len(rl.Secret) < MinRelaySecret {
+		return Relay{}, &InvalidError{Field: "secret", Msg: fmt.Sprintf("at least %d bytes", MinRelaySecret)}
 	}
 	_, err := r.putJSON(ctx, PrefixRelays+rl.Name, rl, store.Any)
 	return rl, err

@@ -21,6 +21,7 @@ import (
 	"net/netip"
 
 	"github.com/imds/imds/internal/fleet"
+	"github.com/imds/imds/internal/registry"
 )
 
 // Relay headers.
@@ -75,12 +76,11 @@ func Resolve(s *fleet.Snapshot, r *http.Request, src netip.Addr) (*fleet.Entry, 
 		return nil, ViaNone, goneOr(s.GoneByID(id))
 	}
 	if rl := s.RelayAt(src); rl != nil {
-		ids := r.Header[HeaderInstanceID]
-		sigs := r.Header[HeaderSignature]
-		if len(ids) != 1 || len(sigs) != 1 || !hmac.Equal([]byte(Sign(rl.Secret, ids[0])), []byte(sigs[0])) {
+		id, ok := relayInstance(rl.Secret, r.Header)
+		if !ok {
 			return nil, ViaNone, ErrBadRelay
 		}
-		if e := s.ByID(ids[0]); e != nil {
+		if e := s.ByID(id); e != nil {
 			return e, ViaRelay, nil
 		}
 		return nil, ViaNone, ErrBadRelay
@@ -106,9 +106,31 @@ func goneOr(g *fleet.Entry) error {
 	return fmt.Errorf("%w: instance %s is %s", ErrUnknownCaller, g.Instance.ID, g.Instance.State.Name())
 }
 
-// Sign is the relay signature of an instance id.
+// Sign is the relay signature of an instance id: the lower-case hex
+// HMAC-SHA256 of the id under the relay's secret, as OpenStack's metadata
+// proxy signs X-Instance-ID.
 func Sign(secret []byte, instanceID string) string {
 	m := hmac.New(sha256.New, secret)
 	m.Write([]byte(instanceID))
 	return hex.EncodeToString(m.Sum(nil))
+}
+
+// relayInstance returns the instance id a relay's request names, when its
+// headers hold exactly one id and one signature, and the signature is the
+// id's under secret (compared in constant time, as Sign writes it). A
+// secret shorter than a relay may have (registry.MinRelaySecret) proves
+// nothing and is refused.
+//
+// The signature carries no time: it binds the id to the secret, and the
+// relay's address is what is trusted to send it. It stays valid until the
+// relay's secret changes.
+func relayInstance(secret []byte, h http.Header) (string, bool) {
+	ids, sigs := h[HeaderInstanceID], h[HeaderSignature]
+	if len(secret) < registry.MinRelaySecret || len(ids) != 1 || len(sigs) != 1 {
+		return "", false
+	}
+	if !hmac.Equal([]byte(Sign(secret, ids[0])), []byte(sigs[0])) {
+		return "", false
+	}
+	return ids[0], true
 }

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -81,7 +84,7 @@ func dump(t *testing.T, tree *Tree) string {
 	var out strings.Builder
 	var walk func(path string)
 	walk = func(path string) {
-		n, ok := lookup(tree, path)
+		n, ok := tree.Lookup(path)
 		if !ok {
 			t.Fatalf("%q is listed but not found", path)
 		}
@@ -110,7 +113,7 @@ func dump(t *testing.T, tree *Tree) string {
 			name, _, _ = strings.Cut(name, "=") // public-keys: "0=name"
 			name = strings.TrimSuffix(name, "/")
 			child := path + name
-			if c, ok := lookup(tree, child); ok && c.IsDir() {
+			if c, ok := tree.Lookup(child); ok && c.IsDir() {
 				child += "/"
 			}
 			walk(child)
@@ -124,7 +127,7 @@ func dump(t *testing.T, tree *Tree) string {
 		"meta-data/public-keys/2/openssh-key", "meta-data/public-keys/0",
 		"meta-data/network/interfaces/macs/00:00:00:00:00:00/mac", "/meta-data",
 	} {
-		n, ok := lookup(tree, p)
+		n, ok := tree.Lookup(p)
 		if !ok {
 			fmt.Fprintf(&out, "?? /%s: not found\n", p)
 			continue
@@ -187,4 +190,121 @@ func diff(want, got string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+func body(t *testing.T, tree *Tree, path string, r Request) string {
+	t.Helper()
+	n, ok := tree.Lookup(path)
+	if !ok {
+		t.Fatalf("%s: not found", path)
+	}
+	b, ok := n.Body(r)
+	if !ok {
+		t.Fatalf("%s: 404", path)
+	}
+	return string(b)
+}
+
+// The leaves every request asks for cost no allocation: the body is the
+// instance's own string and the listing of the role is its name.
+func TestHotLeavesAllocateNothing(t *testing.T) {
+	in, src := sampleInstances()["full"]()
+	in.Derive()
+	tree := Build(in, src, built)
+	for _, path := range []string{"meta-data/instance-id", "meta-data/iam/security-credentials/", "meta-data/placement/region", "meta-data/"} {
+		body(t, tree, path, Request{V2: true}) // make the shared listings
+		if n := testing.AllocsPerRun(100, func() {
+			n, _ := tree.Lookup(path)
+			n.Body(Request{V2: true})
+		}); n != 0 {
+			t.Errorf("%s: %v allocations per request, want 0", path, n)
+		}
+	}
+}
+
+// Instances with the same set of entries share one listing, whatever the
+// fleet's size; a different set gets its own.
+func TestListingsAreShared(t *testing.T) {
+	listing := func(id string, public string) []byte {
+		in := &Instance{ID: id, PublicIPv4: public}
+		in.Derive()
+		n, _ := Build(in, Sources{}, built).Lookup("meta-data/")
+		b, _ := n.Body(Request{})
+		return b
+	}
+	a, b := listing("i-0000000000000000a", ""), listing("i-0000000000000000b", "")
+	if &a[0] != &b[0] {
+		t.Error("two instances with the same entries have a listing each")
+	}
+	c := listing("i-0000000000000000c", "203.0.113.1")
+	if bytes.Equal(a, c) || !bytes.Contains(c, []byte("\npublic-ipv4\n")) {
+		t.Errorf("listing with a public address:\n%s", c)
+	}
+}
+
+// The identity document is signed once, on the first request for any of its
+// signatures, however many arrive at once; a failure answers 404.
+func TestSignaturesAreMadeOnce(t *testing.T) {
+	var calls atomic.Int32
+	in := &Instance{ID: "i-0000000000000000a"}
+	in.Derive()
+	tree := Build(in, Sources{Sign: func(doc []byte) ([]byte, []byte, []byte, error) {
+		calls.Add(1)
+		return []byte("p"), []byte("s"), []byte("r"), nil
+	}}, built)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for _, leaf := range []string{"pkcs7", "signature", "rsa2048"} {
+				body(t, tree, "dynamic/instance-identity/"+leaf, Request{})
+			}
+		})
+	}
+	wg.Wait()
+	if n := calls.Load(); n != 1 {
+		t.Errorf("signed %d times, want once", n)
+	}
+	if got := body(t, tree, "dynamic/instance-identity/rsa2048", Request{}); got != "r" {
+		t.Errorf("rsa2048 = %q", got)
+	}
+
+	failing := Build(in, Sources{Sign: func([]byte) ([]byte, []byte, []byte, error) {
+		return nil, nil, nil, errors.New("no key")
+	}}, built)
+	n, _ := failing.Lookup("dynamic/instance-identity/pkcs7")
+	if _, ok := n.Body(Request{}); ok {
+		t.Error("a failed signature is served")
+	}
+}
+
+// Entries named by the instance are found by their names only, and listed in
+// byte order.
+func TestEntriesNamedByTheInstance(t *testing.T) {
+	in := &Instance{
+		ID: "i-0000000000000000a", Role: "app",
+		Tags:    []KeyValue{{"b", "2"}, {"B", "1"}, {"a", "3"}},
+		Options: Options{TagsEnabled: true},
+	}
+	in.Derive()
+	creds := func(Request) ([]byte, bool) { return []byte("creds"), true }
+	tree := Build(in, Sources{Credentials: creds}, built)
+	if got := body(t, tree, "meta-data/tags/instance/", Request{}); got != "B\na\nb" {
+		t.Errorf("tags listing = %q, want B, a, b", got)
+	}
+	if got := body(t, tree, "meta-data/tags/instance/a", Request{}); got != "3" {
+		t.Errorf("tag a = %q", got)
+	}
+	if got := body(t, tree, "meta-data/iam/security-credentials/app", Request{}); got != "creds" {
+		t.Errorf("credentials = %q", got)
+	}
+	for _, p := range []string{"meta-data/iam/security-credentials/App", "meta-data/tags/instance/c", "meta-data/network/interfaces/macs/" + strings.ToUpper(in.MAC) + "/mac"} {
+		if _, ok := tree.Lookup(p); ok {
+			t.Errorf("%s found", p)
+		}
+	}
+	// Without exposed tags, the tags are not there at all.
+	in.Options.TagsEnabled = false
+	if _, ok := Build(in, Sources{}, built).Lookup("meta-data/tags/instance/a"); ok {
+		t.Error("tags served with instance-metadata-tags disabled")
+	}
 }

@@ -89,3 +89,14 @@ func TestMemoryPerInstance(t *testing.T) {
 	}
 	runtime.KeepAlive(snap)
 }
+
+// BenchmarkBuildSnapshot builds a snapshot of 10,000 instances from their
+// records: what a replica does when it starts.
+func BenchmarkBuildSnapshot(b *testing.B) {
+	const n = 10_000
+	b.ReportAllocs()
+	for b.Loop() {
+		fleetOf(b, n)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/instance")
+}

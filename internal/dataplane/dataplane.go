@@ -264,11 +264,11 @@ func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request, snap *fl
 		if !h.versions[version] {
 			return h.writeError(w, http.StatusNotFound)
 		}
-		n, _ := e.Tree.Root.Lookup(sub)
-		slash := strings.HasSuffix(path, "/")
-		if n == nil {
+		n, found := e.Tree.Lookup(sub)
+		if !found {
 			return h.writeError(w, http.StatusNotFound)
 		}
+		slash := strings.HasSuffix(path, "/")
 		if n.IsDir() && !slash && (n.RedirectWithoutSlash() || snap.Settings.RedirectDirectories) {
 			return redirect(w, r, path+"/")
 		}
@@ -280,7 +280,7 @@ func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request, snap *fl
 		if n.ContentType() == "application/octet-stream" {
 			contentType = valOctet
 		}
-		lenHeader = n.ContentLengthHeader()
+		lenHeader = metadata.ContentLength(len(body))
 		w.Header()["Last-Modified"] = e.LastModifiedHeader
 	}
 	hd := w.Header()

@@ -134,6 +134,18 @@ func nextStep(rec *registry.Instance) (s step, ok bool) {
 	return s, ok
 }
 
+// Scheduled reports whether rec may have a change due at some time: a
+// transitional state, a Spot interruption or maintenance events. Next is
+// zero for every record it is false for, so that a fleet need keep only
+// these records for the runner.
+func Scheduled(rec *registry.Instance) bool {
+	switch rec.State {
+	case metadata.Pending, metadata.Stopping, metadata.ShuttingDown:
+		return true
+	}
+	return rec.Spec.Spot != nil || len(rec.Spec.Events) > 0
+}
+
 // Next is when the next change to rec is due; zero when none is.
 func Next(rec *registry.Instance) time.Time {
 	if s, ok := nextStep(rec); ok {

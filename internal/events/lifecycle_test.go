@@ -225,3 +225,27 @@ func TestDerivedEventID(t *testing.T) {
 		t.Errorf("event after cancel: %+v", r.Spec.Events[0])
 	}
 }
+
+// A fleet keeps only the records Scheduled reports, so it must report every
+// record that has a change due, at any time.
+func TestScheduledCoversEveryDueChange(t *testing.T) {
+	states := []metadata.State{"", metadata.Pending, metadata.Running, metadata.Stopping, metadata.Stopped, metadata.ShuttingDown, metadata.Terminated}
+	spots := []*config.SpotAction{nil, {Action: "stop", Time: "2026-03-01T10:00:00Z"}, {Action: "terminate", Time: "2026-03-01T10:00:00Z"}}
+	eventSets := [][]config.MaintenanceEvent{nil,
+		{{Code: "system-reboot", NotBefore: "2026-03-01T09:00:00Z"}},
+		{{Code: "system-reboot", NotBefore: "2026-03-01T09:00:00Z", State: EventCompleted}},
+	}
+	for _, st := range states {
+		for _, sp := range spots {
+			for _, evs := range eventSets {
+				rec := &registry.Instance{Spec: config.Instance{InstanceID: "i-0000000000000000a", Spot: sp, Events: evs}, State: st}
+				if st == metadata.Pending || st == metadata.Stopping || st == metadata.ShuttingDown {
+					rec.StateUntil = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+				}
+				if !Scheduled(rec) && !Next(rec).IsZero() {
+					t.Errorf("state %q, spot %v, events %v: a change is due at %v but Scheduled is false", st, sp, evs, Next(rec))
+				}
+			}
+		}
+	}
+}

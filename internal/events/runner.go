@@ -25,8 +25,10 @@ func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) 
 // RealClock is the system clock.
 var RealClock Clock = realClock{}
 
-// Records calls yield with every instance record the replica serves, until
-// yield returns false (fleet.Snapshot.Records of the current snapshot).
+// Records calls yield with every instance record the replica serves that
+// has a change scheduled (Scheduled), until yield returns false
+// (fleet.Snapshot.Records of the current snapshot). Records it leaves out
+// have nothing due.
 type Records func(yield func(*registry.Instance) bool)
 
 // Runner fires the timed steps of the instances a replica serves when their

@@ -13,6 +13,7 @@ import (
 
 	"github.com/imds/imds/internal/config"
 	"github.com/imds/imds/internal/credentials"
+	"github.com/imds/imds/internal/events"
 	"github.com/imds/imds/internal/metadata"
 	"github.com/imds/imds/internal/registry"
 )
@@ -25,8 +26,8 @@ type Entry struct {
 	LastModifiedHeader []string
 	// Revision is the store revision of the record it was built from.
 	Revision int64
-	role     string
-	record   *registry.Instance
+	// record is kept only if it has changes scheduled in time (see Records).
+	record *registry.Instance
 }
 
 // Relay is a trusted forwarder as the identity chain needs it.
@@ -99,11 +100,14 @@ func (s *Snapshot) GoneByID(id string) *Entry {
 	return nil
 }
 
-// Records calls yield with the record of every instance, stopped and
-// terminated ones included, until yield returns false.
+// Records calls yield with the record of every instance that has a change
+// scheduled in time (events.Scheduled: a transitional state, a Spot
+// interruption, maintenance events), stopped and terminated ones included,
+// until yield returns false. The snapshot keeps no other record: what the
+// data plane serves is all the rest of the fleet costs.
 func (s *Snapshot) Records(yield func(*registry.Instance) bool) {
 	for _, e := range s.byID {
-		if !yield(e.record) {
+		if e.record != nil && !yield(e.record) {
 			return
 		}
 	}
@@ -168,6 +172,9 @@ type Builder struct {
 	relays map[string]registry.Relay
 	dirty  bool
 	last   *Snapshot
+	// lastModified is the Last-Modified header of the instances built last,
+	// shared by all those built in the same second.
+	lastModified []string
 }
 
 // NewBuilder returns an empty builder. creds and sign may be nil: no
@@ -185,7 +192,11 @@ func (b *Builder) PutInstance(rec *registry.Instance) {
 	if e, ok := b.byID[rec.Spec.InstanceID]; ok && rec.Revision != 0 && e.Revision == rec.Revision {
 		return
 	}
-	b.byID[rec.Spec.InstanceID] = b.build(rec)
+	e := b.build(MetadataInstance(rec), rec.Revision)
+	if events.Scheduled(rec) {
+		e.record = rec
+	}
+	b.byID[rec.Spec.InstanceID] = e
 	b.dirty = true
 }
 
@@ -205,8 +216,10 @@ func (b *Builder) RemoveInstance(id string) {
 func (b *Builder) RolesChanged(roles ...string) {
 	for id, e := range b.byID {
 		for _, r := range roles {
-			if e.role == r {
-				b.byID[id] = b.build(e.record)
+			if e.Instance.Role == r {
+				ne := b.build(e.Instance, e.Revision)
+				ne.record = e.record
+				b.byID[id] = ne
 				b.dirty = true
 			}
 		}
@@ -279,8 +292,8 @@ func MetadataInstance(rec *registry.Instance) *metadata.Instance {
 	return in
 }
 
-func (b *Builder) build(rec *registry.Instance) *Entry {
-	in := MetadataInstance(rec)
+// build makes the entry of in.
+func (b *Builder) build(in *metadata.Instance, revision int64) *Entry {
 	src := metadata.Sources{Sign: b.sign}
 	if b.creds != nil {
 		sub := credentials.Subject{Role: in.Role, InstanceID: in.ID, V1: !in.Options.TokensRequired, AccountID: in.AccountID}
@@ -297,16 +310,12 @@ func (b *Builder) build(rec *registry.Instance) *Entry {
 			return metadata.CredentialsErrorJSON("InvalidRole", "the instance profile's role is not configured on this server", b.clock()), true
 		}
 	}
-	now := b.clock()
-	tree := metadata.Build(in, src, now)
-	return &Entry{
-		Instance:           in,
-		Tree:               tree,
-		LastModifiedHeader: []string{tree.LastModified.UTC().Format(http.TimeFormat)},
-		Revision:           rec.Revision,
-		role:               in.Role,
-		record:             rec,
+	tree := metadata.Build(in, src, b.clock())
+	lm := tree.LastModified.UTC().Format(http.TimeFormat)
+	if len(b.lastModified) == 0 || b.lastModified[0] != lm {
+		b.lastModified = []string{lm}
 	}
+	return &Entry{Instance: in, Tree: tree, LastModifiedHeader: b.lastModified, Revision: revision}
 }
 
 // FromConfig builds a snapshot straight from a validated configuration, with

@@ -53,9 +53,12 @@ func TestSyncerFollowsStore(t *testing.T) {
 		t.Fatalf("instance not served at its address or as the default: %v", e)
 	}
 	// The role is not configured yet: its leaf answers EC2's error form.
-	n, _ := e.Tree.Root.Lookup("meta-data/iam/security-credentials/r")
-	if n == nil {
+	n, ok := e.Tree.Lookup("meta-data/iam/security-credentials/r")
+	if !ok {
 		t.Fatal("no credentials leaf for the role")
+	}
+	if body, _ := n.Body(metadataRequest()); !contains(body, `"Code" : "InvalidRole"`) {
+		t.Errorf("credentials of an unconfigured role:\n%s\nwant the InvalidRole error form", body)
 	}
 
 	// A new instance appears; a role appears and its instances are rebuilt.
@@ -67,7 +70,10 @@ func TestSyncerFollowsStore(t *testing.T) {
 	}
 	eventually(t, "new instance served", func() bool { return s.Fleet().Load().ByID("i-0000000000000000b") != nil })
 	eventually(t, "role credentials served", func() bool {
-		n, _ := s.Fleet().Load().ByID("i-0000000000000000a").Tree.Root.Lookup("meta-data/iam/security-credentials/r")
+		n, ok := s.Fleet().Load().ByID("i-0000000000000000a").Tree.Lookup("meta-data/iam/security-credentials/r")
+		if !ok {
+			return false
+		}
 		body, _ := n.Body(metadataRequest())
 		return contains(body, "AKIAEXAMPLE")
 	})

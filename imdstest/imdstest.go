@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/imds/imds/internal/config"
+	"github.com/imds/imds/internal/imdsopt"
 	"github.com/imds/imds/internal/registry"
 	"github.com/imds/imds/internal/server"
 )
@@ -184,7 +185,7 @@ func buildConfig(set *settings) (*config.Config, error) {
 		setIf(&m.HTTPProtocolIPv6, o.HTTPProtocolIPv6)
 		setIf(&m.InstanceMetadataTags, o.InstanceMetadataTags)
 		if o.HTTPPutResponseHopLimit != 0 {
-			m.HTTPPutResponseHopLimit = o.HTTPPutResponseHopLimit
+			m.HTTPPutResponseHopLimit = imdsopt.HopLimit(o.HTTPPutResponseHopLimit)
 		}
 	}
 	if set.creds != nil {
@@ -200,10 +201,19 @@ func buildConfig(set *settings) (*config.Config, error) {
 	return cfg, nil
 }
 
-func setIf(dst *string, v string) {
+func setIf[T ~string](dst *T, v string) {
 	if v != "" {
-		*dst = v
+		*dst = T(v)
 	}
+}
+
+// optional is v as an option change: nil, to keep the option, when v is
+// empty.
+func optional[T ~string](v string) *T {
+	if v == "" {
+		return nil
+	}
+	return new(T(v))
 }
 
 func staticRole(c Credentials) *config.Role {
@@ -236,16 +246,10 @@ func (i *Instance) SetMetadataOptions(o MetadataOptions) {
 	s := i.s
 	s.t.Helper()
 	var c registry.OptionChanges
-	str := func(v string) *string {
-		if v == "" {
-			return nil
-		}
-		return &v
-	}
-	c.HTTPTokens, c.HTTPEndpoint = str(o.HTTPTokens), str(o.HTTPEndpoint)
-	c.HTTPProtocolIPv6, c.InstanceMetadataTags = str(o.HTTPProtocolIPv6), str(o.InstanceMetadataTags)
+	c.HTTPTokens, c.HTTPEndpoint = optional[imdsopt.Tokens](o.HTTPTokens), optional[imdsopt.State](o.HTTPEndpoint)
+	c.HTTPProtocolIPv6, c.InstanceMetadataTags = optional[imdsopt.State](o.HTTPProtocolIPv6), optional[imdsopt.State](o.InstanceMetadataTags)
 	if o.HTTPPutResponseHopLimit != 0 {
-		c.HTTPPutResponseHopLimit = &o.HTTPPutResponseHopLimit
+		c.HTTPPutResponseHopLimit = new(imdsopt.HopLimit(o.HTTPPutResponseHopLimit))
 	}
 	in, err := s.srv.Registry().ModifyOptions(s.t.Context(), i.id, c)
 	if err != nil {

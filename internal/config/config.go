@@ -196,11 +196,11 @@ type Instance struct {
 // MetadataOptions are EC2's instance metadata options, with the AWS CLI's
 // spelling. Empty fields take EC2's built-in defaults.
 type MetadataOptions struct {
-	HTTPTokens              string `yaml:"http-tokens" json:"http-tokens,omitempty"`
-	HTTPPutResponseHopLimit int    `yaml:"http-put-response-hop-limit" json:"http-put-response-hop-limit,omitempty"`
-	HTTPEndpoint            string `yaml:"http-endpoint" json:"http-endpoint,omitempty"`
-	HTTPProtocolIPv6        string `yaml:"http-protocol-ipv6" json:"http-protocol-ipv6,omitempty"`
-	InstanceMetadataTags    string `yaml:"instance-metadata-tags" json:"instance-metadata-tags,omitempty"`
+	HTTPTokens              imdsopt.Tokens   `yaml:"http-tokens" json:"http-tokens,omitempty"`
+	HTTPPutResponseHopLimit imdsopt.HopLimit `yaml:"http-put-response-hop-limit" json:"http-put-response-hop-limit,omitempty"`
+	HTTPEndpoint            imdsopt.State    `yaml:"http-endpoint" json:"http-endpoint,omitempty"`
+	HTTPProtocolIPv6        imdsopt.State    `yaml:"http-protocol-ipv6" json:"http-protocol-ipv6,omitempty"`
+	InstanceMetadataTags    imdsopt.State    `yaml:"instance-metadata-tags" json:"instance-metadata-tags,omitempty"`
 }
 
 // SpotAction is a pending Spot interruption: served at spot/instance-action and
@@ -575,9 +575,13 @@ func (v *validator) check(key, value string, err error) {
 }
 
 // option checks value, if set, with the Validate of its metadata option.
-func option[T ~string](v *validator, key, value string, validate func(T) error) {
+// option checks a metadata option's value, if set.
+func option[T interface {
+	~string
+	Validate() error
+}](v *validator, key string, value T) {
 	if value != "" {
-		v.check(key, value, validate(T(value)))
+		v.check(key, string(value), value.Validate())
 	}
 }
 
@@ -680,14 +684,14 @@ func (v *validator) instance(p string, in *Instance) {
 	}
 	mo := &in.MetadataOptions
 	mp := p + ".metadata-options"
-	option(v, mp+".http-tokens", mo.HTTPTokens, imdsopt.Tokens.Validate)
-	option(v, mp+".http-endpoint", mo.HTTPEndpoint, imdsopt.State.Validate)
-	option(v, mp+".http-protocol-ipv6", mo.HTTPProtocolIPv6, imdsopt.State.Validate)
-	option(v, mp+".instance-metadata-tags", mo.InstanceMetadataTags, imdsopt.State.Validate)
+	option(v, mp+".http-tokens", mo.HTTPTokens)
+	option(v, mp+".http-endpoint", mo.HTTPEndpoint)
+	option(v, mp+".http-protocol-ipv6", mo.HTTPProtocolIPv6)
+	option(v, mp+".instance-metadata-tags", mo.InstanceMetadataTags)
 	if h := mo.HTTPPutResponseHopLimit; h != 0 || v.has(mp+".http-put-response-hop-limit") {
-		v.check(mp+".http-put-response-hop-limit", strconv.Itoa(h), imdsopt.HopLimit(h).Validate())
+		v.check(mp+".http-put-response-hop-limit", strconv.Itoa(int(h)), h.Validate())
 	}
-	v.tags(p+".tags", in.Tags, imdsopt.State(mo.InstanceMetadataTags) == imdsopt.Enabled)
+	v.tags(p+".tags", in.Tags, mo.InstanceMetadataTags == imdsopt.Enabled)
 	if s := in.Spot; s != nil {
 		v.oneOf(p+".spot.action", s.Action, "hibernate", "stop", "terminate")
 		if s.Action == "" {

@@ -279,29 +279,31 @@ func (c *ec2Call) boolean(name string) (bool, error) {
 
 // option returns an optional parameter that validate, the Validate of a
 // metadata option, accepts.
-func option[T ~string](c *ec2Call, name string, validate func(T) error) (*string, error) {
+func option[T ~string](c *ec2Call, name string, validate func(T) error) (*T, error) {
 	v, ok := c.str(name)
 	if !ok {
 		return nil, nil
 	}
-	if err := validate(T(*v)); err != nil {
+	t := T(*v)
+	if err := validate(t); err != nil {
 		return nil, errOptionValue(name, *v, err)
 	}
-	return v, nil
+	return &t, nil
 }
 
 // hopLimit returns the parameter HttpPutResponseHopLimit, checked by
 // validate (imdsopt.HopLimit's Validate or ValidateDefault).
-func (c *ec2Call) hopLimit(validate func(imdsopt.HopLimit) error) (*int, error) {
+func (c *ec2Call) hopLimit(validate func(imdsopt.HopLimit) error) (*imdsopt.HopLimit, error) {
 	const name = "HttpPutResponseHopLimit"
-	h, err := c.integer(name)
-	if err != nil || h == nil {
+	n, err := c.integer(name)
+	if err != nil || n == nil {
 		return nil, err
 	}
-	if err := validate(imdsopt.HopLimit(*h)); err != nil {
-		return nil, errOptionValue(name, strconv.Itoa(*h), err)
+	h := imdsopt.HopLimit(*n)
+	if err := validate(h); err != nil {
+		return nil, errOptionValue(name, strconv.Itoa(*n), err)
 	}
-	return h, nil
+	return &h, nil
 }
 
 // errOptionValue is EC2's answer to a value a metadata option does not take:
@@ -384,12 +386,12 @@ func (h *Handler) audit(c *ec2Call, attrs ...any) {
 // --- ModifyInstanceMetadataOptions ---
 
 type metadataOptionsXML struct {
-	State                   string `xml:"state"`
-	HTTPTokens              string `xml:"httpTokens"`
-	HTTPPutResponseHopLimit int    `xml:"httpPutResponseHopLimit"`
-	HTTPEndpoint            string `xml:"httpEndpoint"`
-	HTTPProtocolIPv6        string `xml:"httpProtocolIpv6"`
-	InstanceMetadataTags    string `xml:"instanceMetadataTags"`
+	State                   string           `xml:"state"`
+	HTTPTokens              imdsopt.Tokens   `xml:"httpTokens"`
+	HTTPPutResponseHopLimit imdsopt.HopLimit `xml:"httpPutResponseHopLimit"`
+	HTTPEndpoint            imdsopt.State    `xml:"httpEndpoint"`
+	HTTPProtocolIPv6        imdsopt.State    `xml:"httpProtocolIpv6"`
+	InstanceMetadataTags    imdsopt.State    `xml:"instanceMetadataTags"`
 }
 
 func optionsXML(o registry.Options, state string) metadataOptionsXML {
@@ -504,12 +506,12 @@ func (h *Handler) modifyInstanceMetadataDefaults(ctx context.Context, c *ec2Call
 }
 
 type accountLevelXML struct {
-	HTTPTokens              string `xml:"httpTokens,omitempty"`
-	HTTPPutResponseHopLimit int    `xml:"httpPutResponseHopLimit,omitempty"`
-	HTTPEndpoint            string `xml:"httpEndpoint,omitempty"`
-	InstanceMetadataTags    string `xml:"instanceMetadataTags,omitempty"`
-	ManagedBy               string `xml:"managedBy"`
-	HTTPTokensEnforced      string `xml:"httpTokensEnforced,omitempty"`
+	HTTPTokens              imdsopt.Tokens   `xml:"httpTokens,omitempty"`
+	HTTPPutResponseHopLimit imdsopt.HopLimit `xml:"httpPutResponseHopLimit,omitempty"`
+	HTTPEndpoint            imdsopt.State    `xml:"httpEndpoint,omitempty"`
+	InstanceMetadataTags    imdsopt.State    `xml:"instanceMetadataTags,omitempty"`
+	ManagedBy               string           `xml:"managedBy"`
+	HTTPTokensEnforced      imdsopt.State    `xml:"httpTokensEnforced,omitempty"`
 }
 
 type getInstanceMetadataDefaultsResponse struct {

@@ -126,7 +126,7 @@ func (h *Handler) modifyImageAttribute(ctx context.Context, c *ec2Call) (ec2Resp
 	if err := c.dryRun(); err != nil {
 		return nil, err
 	}
-	img.ImdsSupport = *value
+	img.ImdsSupport = imdsopt.ImdsSupport(*value)
 	if err := h.o.Registry.PutImage(ctx, img); err != nil {
 		return nil, err
 	}
@@ -164,5 +164,5 @@ func (h *Handler) describeImageAttribute(ctx context.Context, c *ec2Call) (ec2Re
 	if err := c.dryRun(); err != nil {
 		return nil, err
 	}
-	return &describeImageAttributeResponse{ImageID: id, ImdsSupport: attributeValueXML{img.ImdsSupport}}, nil
+	return &describeImageAttributeResponse{ImageID: id, ImdsSupport: attributeValueXML{string(img.ImdsSupport)}}, nil
 }

@@ -287,17 +287,17 @@ func filterValues(name string, rec *registry.Instance, in *metadata.Instance) ([
 	case "metadata-options.state":
 		return []string{"applied"}, true
 	case "metadata-options.http-tokens":
-		return one(o.HTTPTokens), true
+		return one(string(o.HTTPTokens)), true
 	case "metadata-options.http-put-response-hop-limit":
-		return []string{strconv.Itoa(o.HTTPPutResponseHopLimit)}, true
+		return []string{strconv.Itoa(int(o.HTTPPutResponseHopLimit))}, true
 	case "metadata-options.http-endpoint":
-		return one(o.HTTPEndpoint), true
+		return one(string(o.HTTPEndpoint)), true
 	case "metadata-options.http-protocol-ipv4":
 		return []string{"enabled"}, true // imds always serves IPv4
 	case "metadata-options.http-protocol-ipv6":
-		return one(o.HTTPProtocolIPv6), true
+		return one(string(o.HTTPProtocolIPv6)), true
 	case "metadata-options.instance-metadata-tags":
-		return one(o.InstanceMetadataTags), true
+		return one(string(o.InstanceMetadataTags)), true
 	}
 	return nil, false
 }

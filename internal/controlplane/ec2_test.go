@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imds/imds/internal/imdsopt"
+
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/imds/imds/internal/adminapi"
@@ -354,7 +356,7 @@ func TestEC2DefaultsAreRegional(t *testing.T) {
 	if w := f.serve(r); w.Code != http.StatusOK {
 		t.Fatalf("got %d\n%s", w.Code, w.Body)
 	}
-	for region, want := range map[string]string{"eu-west-1": "required", "us-east-1": ""} {
+	for region, want := range map[string]imdsopt.Tokens{"eu-west-1": imdsopt.Required, "us-east-1": ""} {
 		d, err := f.reg.Defaults(t.Context(), region)
 		if err != nil {
 			t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/imds/imds/internal/config"
 	"github.com/imds/imds/internal/credentials"
 	"github.com/imds/imds/internal/events"
+	"github.com/imds/imds/internal/imdsopt"
 	"github.com/imds/imds/internal/metadata"
 	"github.com/imds/imds/internal/registry"
 )
@@ -282,11 +283,11 @@ func MetadataInstance(rec *registry.Instance) *metadata.Instance {
 	in.LaunchTime = rec.LaunchTime
 	in.State = rec.State
 	in.Options = metadata.Options{
-		TokensRequired:  rec.Options.HTTPTokens == "required",
-		HopLimit:        rec.Options.HTTPPutResponseHopLimit,
-		EndpointEnabled: rec.Options.HTTPEndpoint != "disabled",
-		IPv6Enabled:     rec.Options.HTTPProtocolIPv6 == "enabled",
-		TagsEnabled:     rec.Options.InstanceMetadataTags == "enabled",
+		TokensRequired:  rec.Options.HTTPTokens == imdsopt.Required,
+		HopLimit:        int(rec.Options.HTTPPutResponseHopLimit),
+		EndpointEnabled: rec.Options.HTTPEndpoint != imdsopt.Disabled,
+		IPv6Enabled:     rec.Options.HTTPProtocolIPv6 == imdsopt.Enabled,
+		TagsEnabled:     rec.Options.InstanceMetadataTags == imdsopt.Enabled,
 	}
 	in.Derive()
 	return in

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imds/imds/internal/imdsopt"
+
 	"github.com/imds/imds/internal/config"
 	"github.com/imds/imds/internal/credentials"
 	"github.com/imds/imds/internal/registry"
@@ -80,8 +82,7 @@ func TestSyncerFollowsStore(t *testing.T) {
 
 	// An option change rebuilds only that instance.
 	before := s.Fleet().Load().ByID("i-0000000000000000b")
-	req := "required"
-	if _, err := reg.ModifyOptions(ctx, "i-0000000000000000a", registry.OptionChanges{HTTPTokens: &req}); err != nil {
+	if _, err := reg.ModifyOptions(ctx, "i-0000000000000000a", registry.OptionChanges{HTTPTokens: new(imdsopt.Required)}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "option change served", func() bool {

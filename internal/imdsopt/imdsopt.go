@@ -3,9 +3,9 @@
 // registry, the EC2 Query API and the admin API accept the same values and
 // say the same thing when they refuse one.
 //
-// The options are stored and carried as plain strings and ints (their JSON
-// and YAML spellings are EC2's values); these types name the values and
-// check them.
+// The configuration, the registry's records and the EC2 API carry the
+// options in these types; their JSON, YAML and XML spellings are EC2's
+// values.
 package imdsopt
 
 import (

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/imds/imds/internal/imdsopt"
 )
 
 // Fleet is what the service needs of the registry.
@@ -87,7 +89,7 @@ func (s *Service) Enforce(ctx context.Context, req EnforceRequest) (EnforceResul
 	if req.Ready {
 		targets = nil
 		for _, in := range v.Instances {
-			if in.HTTPTokens != "required" && in.Ready {
+			if in.HTTPTokens != string(imdsopt.Required) && in.Ready {
 				targets = append(targets, in.InstanceID)
 			}
 		}
@@ -107,7 +109,7 @@ func (s *Service) Enforce(ctx context.Context, req EnforceRequest) (EnforceResul
 	for _, id := range targets {
 		in := byID[id]
 		switch {
-		case in.HTTPTokens == "required":
+		case in.HTTPTokens == string(imdsopt.Required):
 			res.AlreadyRequired = append(res.AlreadyRequired, id)
 		case !in.Ready:
 			res.Refused = append(res.Refused, Refusal{InstanceID: id, Verdict: in.Verdict, Callers: in.Breaking()})

@@ -35,17 +35,17 @@ func (r *Registry) Defaults(ctx context.Context, region string) (Defaults, error
 // DefaultChanges are the fields ModifyInstanceMetadataDefaults sets; nil keeps
 // a field, "no-preference" (or -1 for the hop limit) clears it.
 type DefaultChanges struct {
-	HTTPTokens              *string
-	HTTPPutResponseHopLimit *int
-	HTTPEndpoint            *string
-	InstanceMetadataTags    *string
-	HTTPTokensEnforced      *string
+	HTTPTokens              *imdsopt.Tokens
+	HTTPPutResponseHopLimit *imdsopt.HopLimit
+	HTTPEndpoint            *imdsopt.State
+	InstanceMetadataTags    *imdsopt.State
+	HTTPTokensEnforced      *imdsopt.State
 }
 
 func (c DefaultChanges) validate() error {
 	var hop error
 	if h := c.HTTPPutResponseHopLimit; h != nil {
-		hop = invalidValue("HttpPutResponseHopLimit", strconv.Itoa(*h), imdsopt.HopLimit(*h).ValidateDefault())
+		hop = invalidValue("HttpPutResponseHopLimit", strconv.Itoa(int(*h)), h.ValidateDefault())
 	}
 	return errors.Join(
 		checkOption("HttpTokens", c.HTTPTokens, imdsopt.Tokens.ValidateDefault),
@@ -74,6 +74,7 @@ func (r *Registry) ModifyDefaults(ctx context.Context, region string, c DefaultC
 			*dst = *v
 		}
 	}
+	setState := func(dst *imdsopt.State, v *imdsopt.State) { set((*string)(dst), (*string)(v)) }
 	for range 10 {
 		var d Defaults
 		rev, err := r.getJSON(ctx, PrefixDefaults+region, &d)
@@ -82,10 +83,10 @@ func (r *Registry) ModifyDefaults(ctx context.Context, region string, c DefaultC
 		} else if err != nil {
 			return Defaults{}, err
 		}
-		set(&d.HTTPTokens, c.HTTPTokens)
-		set(&d.HTTPEndpoint, c.HTTPEndpoint)
-		set(&d.InstanceMetadataTags, c.InstanceMetadataTags)
-		set(&d.HTTPTokensEnforced, c.HTTPTokensEnforced)
+		set((*string)(&d.HTTPTokens), (*string)(c.HTTPTokens))
+		setState(&d.HTTPEndpoint, c.HTTPEndpoint)
+		setState(&d.InstanceMetadataTags, c.InstanceMetadataTags)
+		setState(&d.HTTPTokensEnforced, c.HTTPTokensEnforced)
 		switch h := c.HTTPPutResponseHopLimit; {
 		case h == nil:
 		case *h == imdsopt.NoPreferenceHopLimit:
@@ -93,8 +94,8 @@ func (r *Registry) ModifyDefaults(ctx context.Context, region string, c DefaultC
 		default:
 			d.HTTPPutResponseHopLimit = *h
 		}
-		if d.tokensEnforced() && imdsopt.Tokens(d.HTTPTokens) == imdsopt.Optional {
-			return Defaults{}, &InvalidError{Field: "HttpTokens", Value: d.HTTPTokens, Msg: "conflicts with HttpTokensEnforced enabled"}
+		if d.tokensEnforced() && d.HTTPTokens == imdsopt.Optional {
+			return Defaults{}, &InvalidError{Field: "HttpTokens", Value: string(d.HTTPTokens), Msg: "conflicts with HttpTokensEnforced enabled"}
 		}
 		_, err = r.putJSON(ctx, PrefixDefaults+region, d, rev)
 		if errors.Is(err, store.ErrConflict) {
@@ -136,8 +137,8 @@ func (r *Registry) PutImage(ctx context.Context, img Image) error {
 		} else if err != nil {
 			return err
 		}
-		if imdsopt.ImdsSupport(old.ImdsSupport) == imdsopt.V2 && imdsopt.ImdsSupport(img.ImdsSupport) != imdsopt.V2 {
-			return &InvalidError{Field: "ImdsSupport", Value: img.ImdsSupport, Msg: "imds-support v2.0 cannot be removed from an image"}
+		if old.ImdsSupport == imdsopt.V2 && img.ImdsSupport != imdsopt.V2 {
+			return &InvalidError{Field: "ImdsSupport", Value: string(img.ImdsSupport), Msg: "imds-support v2.0 cannot be removed from an image"}
 		}
 		_, err = r.putJSON(ctx, PrefixImages+img.ImageID, img, rev)
 		if errors.Is(err, store.ErrConflict) {

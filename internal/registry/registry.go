@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -263,11 +264,11 @@ func (r *Registry) update(ctx context.Context, id string, f func(*Instance) erro
 // OptionChanges are the options ModifyInstanceMetadataOptions sets; nil
 // fields keep their value.
 type OptionChanges struct {
-	HTTPTokens              *string
-	HTTPPutResponseHopLimit *int
-	HTTPEndpoint            *string
-	HTTPProtocolIPv6        *string
-	InstanceMetadataTags    *string
+	HTTPTokens              *imdsopt.Tokens
+	HTTPPutResponseHopLimit *imdsopt.HopLimit
+	HTTPEndpoint            *imdsopt.State
+	HTTPProtocolIPv6        *imdsopt.State
+	InstanceMetadataTags    *imdsopt.State
 }
 
 // ModifyOptions changes an instance's metadata options; it takes effect on the
@@ -292,19 +293,19 @@ func (r *Registry) ModifyOptions(ctx context.Context, id string, c OptionChanges
 		}
 		if c.InstanceMetadataTags != nil {
 			o.InstanceMetadataTags = *c.InstanceMetadataTags
-			if imdsopt.State(*c.InstanceMetadataTags) == imdsopt.Enabled {
+			if *c.InstanceMetadataTags == imdsopt.Enabled {
 				if err := config.ValidateTags(in.Spec.Tags, true); err != nil {
-					return &InvalidError{Field: "InstanceMetadataTags", Value: *c.InstanceMetadataTags, Msg: "the instance has tags EC2 cannot expose in metadata: " + err.Error()}
+					return &InvalidError{Field: "InstanceMetadataTags", Value: string(*c.InstanceMetadataTags), Msg: "the instance has tags EC2 cannot expose in metadata: " + err.Error()}
 				}
 			}
 		}
-		if c.HTTPTokens != nil && imdsopt.Tokens(*c.HTTPTokens) == imdsopt.Optional {
+		if c.HTTPTokens != nil && *c.HTTPTokens == imdsopt.Optional {
 			d, err := r.Defaults(ctx, regionOf(&in.Spec))
 			if err != nil {
 				return err
 			}
 			if d.tokensEnforced() {
-				return &InvalidError{Field: "HttpTokens", Value: *c.HTTPTokens, Msg: "the region's account defaults enforce IMDSv2 (HttpTokensEnforced)"}
+				return &InvalidError{Field: "HttpTokens", Value: string(*c.HTTPTokens), Msg: "the region's account defaults enforce IMDSv2 (HttpTokensEnforced)"}
 			}
 		}
 		return nil
@@ -314,7 +315,7 @@ func (r *Registry) ModifyOptions(ctx context.Context, id string, c OptionChanges
 func (c OptionChanges) validate() error {
 	var hop error
 	if h := c.HTTPPutResponseHopLimit; h != nil {
-		hop = invalidValue("HttpPutResponseHopLimit", strconv.Itoa(*h), imdsopt.HopLimit(*h).Validate())
+		hop = invalidValue("HttpPutResponseHopLimit", strconv.Itoa(int(*h)), h.Validate())
 	}
 	return errors.Join(
 		checkOption("HttpTokens", c.HTTPTokens, imdsopt.Tokens.Validate),
@@ -326,11 +327,11 @@ func (c OptionChanges) validate() error {
 }
 
 // checkOption checks v, if given, with the Validate of its metadata option.
-func checkOption[T ~string](field string, v *string, validate func(T) error) error {
+func checkOption[T ~string](field string, v *T, validate func(T) error) error {
 	if v == nil {
 		return nil
 	}
-	return invalidValue(field, *v, validate(T(*v)))
+	return invalidValue(field, string(*v), validate(*v))
 }
 
 // invalidValue is err, the refusal of a value of field, as an InvalidError.
@@ -438,8 +439,8 @@ func (r *Registry) resolve(ctx context.Context, spec *config.Instance) (Options,
 		}
 	}
 	o := Resolve(spec.MetadataOptions, d, img)
-	if d.tokensEnforced() && imdsopt.Tokens(o.HTTPTokens) != imdsopt.Required {
-		return Options{}, &InvalidError{Field: "metadata-options.http-tokens", Value: o.HTTPTokens,
+	if d.tokensEnforced() && o.HTTPTokens != imdsopt.Required {
+		return Options{}, &InvalidError{Field: "metadata-options.http-tokens", Value: string(o.HTTPTokens),
 			Msg: "the account defaults of " + regionOf(spec) + " enforce IMDSv2 (HttpTokensEnforced): set http-tokens: required"}
 	}
 	return o, nil
@@ -450,24 +451,16 @@ func (r *Registry) resolve(ctx context.Context, spec *config.Instance) (Options,
 // image's imds-support (v2.0 means tokens required and hop limit 2), then the
 // built-in defaults. Each option is resolved on its own.
 func Resolve(spec config.MetadataOptions, d Defaults, img *Image) Options {
-	v2 := img != nil && imdsopt.ImdsSupport(img.ImdsSupport) == imdsopt.V2
-	first := func(vals ...string) string {
-		for _, v := range vals {
-			if v != "" {
-				return v
-			}
-		}
-		return ""
-	}
-	imageTokens := ""
+	v2 := img != nil && img.ImdsSupport == imdsopt.V2
+	var imageTokens imdsopt.Tokens
 	if v2 {
-		imageTokens = string(imdsopt.Required)
+		imageTokens = imdsopt.Required
 	}
 	o := Options{
-		HTTPTokens:           first(spec.HTTPTokens, d.HTTPTokens, imageTokens, string(imdsopt.Optional)),
-		HTTPEndpoint:         first(spec.HTTPEndpoint, d.HTTPEndpoint, string(imdsopt.Enabled)),
-		HTTPProtocolIPv6:     first(spec.HTTPProtocolIPv6, string(imdsopt.Disabled)),
-		InstanceMetadataTags: first(spec.InstanceMetadataTags, d.InstanceMetadataTags, string(imdsopt.Disabled)),
+		HTTPTokens:           cmp.Or(spec.HTTPTokens, d.HTTPTokens, imageTokens, imdsopt.Optional),
+		HTTPEndpoint:         cmp.Or(spec.HTTPEndpoint, d.HTTPEndpoint, imdsopt.Enabled),
+		HTTPProtocolIPv6:     cmp.Or(spec.HTTPProtocolIPv6, imdsopt.Disabled),
+		InstanceMetadataTags: cmp.Or(spec.InstanceMetadataTags, d.InstanceMetadataTags, imdsopt.Disabled),
 	}
 	switch {
 	case spec.HTTPPutResponseHopLimit != 0:

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imds/imds/internal/imdsopt"
+
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/imds/imds/internal/config"
@@ -63,7 +65,7 @@ func TestDefaultsApplyAtRegistrationOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.ModifyDefaults(ctx, "eu-west-1", DefaultChanges{HTTPTokens: ptr("required"), HTTPPutResponseHopLimit: ptr(2)}); err != nil {
+	if _, err := r.ModifyDefaults(ctx, "eu-west-1", DefaultChanges{HTTPTokens: ptr[imdsopt.Tokens]("required"), HTTPPutResponseHopLimit: ptr[imdsopt.HopLimit](2)}); err != nil {
 		t.Fatal(err)
 	}
 	after, err := r.Put(ctx, config.Instance{InstanceID: "i-0000000000000000b", AvailabilityZone: "eu-west-1b"}, store.Absent, "")
@@ -81,7 +83,7 @@ func TestDefaultsApplyAtRegistrationOnly(t *testing.T) {
 	if other.Options.HTTPTokens != "optional" {
 		t.Errorf("defaults of eu-west-1 applied in us-east-1: %+v", other.Options)
 	}
-	d, _ := r.ModifyDefaults(ctx, "eu-west-1", DefaultChanges{HTTPTokens: ptr("no-preference"), HTTPPutResponseHopLimit: ptr(-1)})
+	d, _ := r.ModifyDefaults(ctx, "eu-west-1", DefaultChanges{HTTPTokens: ptr[imdsopt.Tokens]("no-preference"), HTTPPutResponseHopLimit: ptr[imdsopt.HopLimit](-1)})
 	if d != (Defaults{}) {
 		t.Errorf("no-preference left %+v", d)
 	}
@@ -105,14 +107,14 @@ func TestImageSupportAndEnforcement(t *testing.T) {
 		t.Errorf("instance of a v2.0 image: %+v", in.Options)
 	}
 
-	if _, err := r.ModifyDefaults(ctx, "us-east-1", DefaultChanges{HTTPTokensEnforced: ptr("enabled")}); err != nil {
+	if _, err := r.ModifyDefaults(ctx, "us-east-1", DefaultChanges{HTTPTokensEnforced: ptr[imdsopt.State]("enabled")}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = r.Put(ctx, config.Instance{InstanceID: "i-0000000000000000b", MetadataOptions: config.MetadataOptions{HTTPTokens: "optional"}}, store.Absent, "")
 	if !errors.As(err, &inv) {
 		t.Errorf("optional tokens under HttpTokensEnforced: %v, want InvalidError", err)
 	}
-	if _, err := r.ModifyOptions(ctx, "i-0000000000000000a", OptionChanges{HTTPTokens: ptr("optional")}); !errors.As(err, &inv) {
+	if _, err := r.ModifyOptions(ctx, "i-0000000000000000a", OptionChanges{HTTPTokens: ptr[imdsopt.Tokens]("optional")}); !errors.As(err, &inv) {
 		t.Errorf("modify to optional under HttpTokensEnforced: %v, want InvalidError", err)
 	}
 }
@@ -174,7 +176,7 @@ func TestModifyAndTags(t *testing.T) {
 	r := newRegistry(t)
 	ctx := t.Context()
 	r.Put(ctx, config.Instance{InstanceID: "i-0000000000000000a", Tags: config.OrderedMap{{Key: "Name", Value: "a"}}}, store.Absent, "")
-	in, err := r.ModifyOptions(ctx, "i-0000000000000000a", OptionChanges{HTTPTokens: ptr("required"), HTTPPutResponseHopLimit: ptr(3), InstanceMetadataTags: ptr("enabled")})
+	in, err := r.ModifyOptions(ctx, "i-0000000000000000a", OptionChanges{HTTPTokens: ptr[imdsopt.Tokens]("required"), HTTPPutResponseHopLimit: ptr[imdsopt.HopLimit](3), InstanceMetadataTags: ptr[imdsopt.State]("enabled")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,11 +184,11 @@ func TestModifyAndTags(t *testing.T) {
 		t.Errorf("options %+v, want %+v", in.Options, want)
 	}
 	var inv *InvalidError
-	if _, err := r.ModifyOptions(ctx, "i-0000000000000000a", OptionChanges{HTTPPutResponseHopLimit: ptr(65)}); !errors.As(err, &inv) {
+	if _, err := r.ModifyOptions(ctx, "i-0000000000000000a", OptionChanges{HTTPPutResponseHopLimit: ptr[imdsopt.HopLimit](65)}); !errors.As(err, &inv) {
 		t.Errorf("hop limit 65: %v", err)
 	}
 	var nf *NotFoundError
-	if _, err := r.ModifyOptions(ctx, "i-0000000000000000f", OptionChanges{HTTPTokens: ptr("required")}); !errors.As(err, &nf) {
+	if _, err := r.ModifyOptions(ctx, "i-0000000000000000f", OptionChanges{HTTPTokens: ptr[imdsopt.Tokens]("required")}); !errors.As(err, &nf) {
 		t.Errorf("unknown instance: %v", err)
 	}
 	if err := r.CreateTags(ctx, []string{"i-0000000000000000a"}, config.OrderedMap{{Key: "Env", Value: "prod"}, {Key: "Name", Value: "b"}}); err != nil {
@@ -248,18 +250,18 @@ func TestOptionValuesRefused(t *testing.T) {
 		err  error
 		want string
 	}{
-		{"tokens", modify(OptionChanges{HTTPTokens: ptr("sometimes")}), `HttpTokens "sometimes": want one of optional, required`},
-		{"tokens no-preference", modify(OptionChanges{HTTPTokens: ptr("no-preference")}), `HttpTokens "no-preference": want one of optional, required`},
-		{"hop limit", modify(OptionChanges{HTTPPutResponseHopLimit: ptr(65)}), `HttpPutResponseHopLimit "65": want 1 to 64`},
-		{"hop limit -1", modify(OptionChanges{HTTPPutResponseHopLimit: ptr(-1)}), `HttpPutResponseHopLimit "-1": want 1 to 64`},
-		{"endpoint", modify(OptionChanges{HTTPEndpoint: ptr("on")}), `HttpEndpoint "on": want one of enabled, disabled`},
-		{"ipv6", modify(OptionChanges{HTTPProtocolIPv6: ptr("")}), `HttpProtocolIpv6: want one of enabled, disabled`},
-		{"tags", modify(OptionChanges{InstanceMetadataTags: ptr("Enabled")}), `InstanceMetadataTags "Enabled": want one of enabled, disabled`},
-		{"default tokens", defaults(DefaultChanges{HTTPTokens: ptr("always")}), `HttpTokens "always": want one of optional, required, no-preference`},
-		{"default hop limit", defaults(DefaultChanges{HTTPPutResponseHopLimit: ptr(0)}), `HttpPutResponseHopLimit "0": want 1 to 64, or -1 for no preference`},
-		{"default endpoint", defaults(DefaultChanges{HTTPEndpoint: ptr("maybe")}), `HttpEndpoint "maybe": want one of enabled, disabled, no-preference`},
-		{"default tags", defaults(DefaultChanges{InstanceMetadataTags: ptr("yes")}), `InstanceMetadataTags "yes": want one of enabled, disabled, no-preference`},
-		{"default enforced", defaults(DefaultChanges{HTTPTokensEnforced: ptr("on")}), `HttpTokensEnforced "on": want one of enabled, disabled, no-preference`},
+		{"tokens", modify(OptionChanges{HTTPTokens: ptr[imdsopt.Tokens]("sometimes")}), `HttpTokens "sometimes": want one of optional, required`},
+		{"tokens no-preference", modify(OptionChanges{HTTPTokens: ptr[imdsopt.Tokens]("no-preference")}), `HttpTokens "no-preference": want one of optional, required`},
+		{"hop limit", modify(OptionChanges{HTTPPutResponseHopLimit: ptr[imdsopt.HopLimit](65)}), `HttpPutResponseHopLimit "65": want 1 to 64`},
+		{"hop limit -1", modify(OptionChanges{HTTPPutResponseHopLimit: ptr[imdsopt.HopLimit](-1)}), `HttpPutResponseHopLimit "-1": want 1 to 64`},
+		{"endpoint", modify(OptionChanges{HTTPEndpoint: ptr[imdsopt.State]("on")}), `HttpEndpoint "on": want one of enabled, disabled`},
+		{"ipv6", modify(OptionChanges{HTTPProtocolIPv6: ptr[imdsopt.State]("")}), `HttpProtocolIpv6: want one of enabled, disabled`},
+		{"tags", modify(OptionChanges{InstanceMetadataTags: ptr[imdsopt.State]("Enabled")}), `InstanceMetadataTags "Enabled": want one of enabled, disabled`},
+		{"default tokens", defaults(DefaultChanges{HTTPTokens: ptr[imdsopt.Tokens]("always")}), `HttpTokens "always": want one of optional, required, no-preference`},
+		{"default hop limit", defaults(DefaultChanges{HTTPPutResponseHopLimit: ptr[imdsopt.HopLimit](0)}), `HttpPutResponseHopLimit "0": want 1 to 64, or -1 for no preference`},
+		{"default endpoint", defaults(DefaultChanges{HTTPEndpoint: ptr[imdsopt.State]("maybe")}), `HttpEndpoint "maybe": want one of enabled, disabled, no-preference`},
+		{"default tags", defaults(DefaultChanges{InstanceMetadataTags: ptr[imdsopt.State]("yes")}), `InstanceMetadataTags "yes": want one of enabled, disabled, no-preference`},
+		{"default enforced", defaults(DefaultChanges{HTTPTokensEnforced: ptr[imdsopt.State]("on")}), `HttpTokensEnforced "on": want one of enabled, disabled, no-preference`},
 		{"image", r.PutImage(ctx, Image{ImageID: "ami-0000000000000000a", ImdsSupport: "v1.0"}), `ImdsSupport "v1.0": want v2.0`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imds/imds/internal/imdsopt"
+
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/imds/imds/internal/config"
@@ -22,7 +24,7 @@ func TestSeedKeepsAPIChanges(t *testing.T) {
 		t.Fatalf("first seed: %+v, %v", res, err)
 	}
 	// An operator changes a through the API.
-	if _, err := r.ModifyOptions(ctx, "i-0000000000000000a", OptionChanges{HTTPTokens: ptr("required")}); err != nil {
+	if _, err := r.ModifyOptions(ctx, "i-0000000000000000a", OptionChanges{HTTPTokens: ptr[imdsopt.Tokens]("required")}); err != nil {
 		t.Fatal(err)
 	}
 	// A restart with the same file keeps that change.
@@ -86,7 +88,7 @@ func TestSeedAllOrNothing(t *testing.T) {
 			if _, err := r.Put(ctx, config.Instance{InstanceID: x, Addresses: []string{"10.0.9.9"}}, 0, ""); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := r.ModifyDefaults(ctx, "eu-west-1", DefaultChanges{HTTPTokens: ptr("required"), HTTPTokensEnforced: ptr("enabled")}); err != nil {
+			if _, err := r.ModifyDefaults(ctx, "eu-west-1", DefaultChanges{HTTPTokens: ptr[imdsopt.Tokens]("required"), HTTPTokensEnforced: ptr[imdsopt.State]("enabled")}); err != nil {
 				t.Fatal(err)
 			}
 			before, _, _ := r.st.List(ctx, "")

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/imds/imds/internal/config"
+	"github.com/imds/imds/internal/imdsopt"
 	"github.com/imds/imds/internal/metadata"
 )
 
@@ -77,11 +78,11 @@ type instanceV1 struct {
 
 // optionsV1 are the resolved options of an instanceV1.
 type optionsV1 struct {
-	HTTPTokens              string `json:"http-tokens"`
-	HTTPPutResponseHopLimit int    `json:"http-put-response-hop-limit"`
-	HTTPEndpoint            string `json:"http-endpoint"`
-	HTTPProtocolIPv6        string `json:"http-protocol-ipv6"`
-	InstanceMetadataTags    string `json:"instance-metadata-tags"`
+	HTTPTokens              imdsopt.Tokens   `json:"http-tokens"`
+	HTTPPutResponseHopLimit imdsopt.HopLimit `json:"http-put-response-hop-limit"`
+	HTTPEndpoint            imdsopt.State    `json:"http-endpoint"`
+	HTTPProtocolIPv6        imdsopt.State    `json:"http-protocol-ipv6"`
+	InstanceMetadataTags    imdsopt.State    `json:"instance-metadata-tags"`
 }
 
 // specV1 is the operator's spec in an instanceV1: the keys the
@@ -142,11 +143,11 @@ type maintenanceV1 struct {
 }
 
 type metadataOptionsV1 struct {
-	HTTPTokens              string `json:"http-tokens,omitempty"`
-	HTTPPutResponseHopLimit int    `json:"http-put-response-hop-limit,omitempty"`
-	HTTPEndpoint            string `json:"http-endpoint,omitempty"`
-	HTTPProtocolIPv6        string `json:"http-protocol-ipv6,omitempty"`
-	InstanceMetadataTags    string `json:"instance-metadata-tags,omitempty"`
+	HTTPTokens              imdsopt.Tokens   `json:"http-tokens,omitempty"`
+	HTTPPutResponseHopLimit imdsopt.HopLimit `json:"http-put-response-hop-limit,omitempty"`
+	HTTPEndpoint            imdsopt.State    `json:"http-endpoint,omitempty"`
+	HTTPProtocolIPv6        imdsopt.State    `json:"http-protocol-ipv6,omitempty"`
+	InstanceMetadataTags    imdsopt.State    `json:"instance-metadata-tags,omitempty"`
 }
 
 func instanceToV1(in *Instance) instanceV1 {

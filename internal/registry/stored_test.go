@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imds/imds/internal/imdsopt"
+
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/imds/imds/internal/config"
@@ -174,7 +176,7 @@ func TestInstanceRecordNewerVersion(t *testing.T) {
 	check("Instance", err)
 	_, err = r.Instances(ctx)
 	check("Instances", err)
-	_, err = r.ModifyOptions(ctx, id, OptionChanges{HTTPTokens: ptr("required")})
+	_, err = r.ModifyOptions(ctx, id, OptionChanges{HTTPTokens: ptr[imdsopt.Tokens]("required")})
 	check("ModifyOptions", err)
 	_, err = r.Put(ctx, config.Instance{InstanceID: id}, store.Any, "")
 	check("Put", err)
@@ -203,7 +205,7 @@ func TestInstanceRecordUpgradedOnWrite(t *testing.T) {
 	if _, err := r.Store().Put(ctx, PrefixInstances+id, old, store.Absent); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.ModifyOptions(ctx, id, OptionChanges{HTTPTokens: ptr("required")}); err != nil {
+	if _, err := r.ModifyOptions(ctx, id, OptionChanges{HTTPTokens: ptr[imdsopt.Tokens]("required")}); err != nil {
 		t.Fatal(err)
 	}
 	it, err := r.Store().Get(ctx, PrefixInstances+id)

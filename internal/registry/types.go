@@ -28,15 +28,15 @@ const (
 
 // Options are an instance's resolved metadata options, in EC2's values.
 type Options struct {
-	HTTPTokens              string `json:"http-tokens"`                 // optional | required
-	HTTPPutResponseHopLimit int    `json:"http-put-response-hop-limit"` // 1..64
-	HTTPEndpoint            string `json:"http-endpoint"`               // enabled | disabled
-	HTTPProtocolIPv6        string `json:"http-protocol-ipv6"`          // enabled | disabled
-	InstanceMetadataTags    string `json:"instance-metadata-tags"`      // enabled | disabled
+	HTTPTokens              imdsopt.Tokens   `json:"http-tokens"`                 // optional | required
+	HTTPPutResponseHopLimit imdsopt.HopLimit `json:"http-put-response-hop-limit"` // 1..64
+	HTTPEndpoint            imdsopt.State    `json:"http-endpoint"`               // enabled | disabled
+	HTTPProtocolIPv6        imdsopt.State    `json:"http-protocol-ipv6"`          // enabled | disabled
+	InstanceMetadataTags    imdsopt.State    `json:"instance-metadata-tags"`      // enabled | disabled
 }
 
 func (o Options) tagsEnabled() bool {
-	return imdsopt.State(o.InstanceMetadataTags) == imdsopt.Enabled
+	return o.InstanceMetadataTags == imdsopt.Enabled
 }
 
 // Instance is a registered instance: what the operator gave, the options
@@ -62,23 +62,23 @@ type Instance struct {
 // Defaults are a region's account-level metadata defaults; empty or zero
 // means "no preference".
 type Defaults struct {
-	HTTPTokens              string `json:"http-tokens,omitempty"`
-	HTTPPutResponseHopLimit int    `json:"http-put-response-hop-limit,omitempty"`
-	HTTPEndpoint            string `json:"http-endpoint,omitempty"`
-	InstanceMetadataTags    string `json:"instance-metadata-tags,omitempty"`
-	HTTPTokensEnforced      string `json:"http-tokens-enforced,omitempty"`
+	HTTPTokens              imdsopt.Tokens   `json:"http-tokens,omitempty"`
+	HTTPPutResponseHopLimit imdsopt.HopLimit `json:"http-put-response-hop-limit,omitempty"`
+	HTTPEndpoint            imdsopt.State    `json:"http-endpoint,omitempty"`
+	InstanceMetadataTags    imdsopt.State    `json:"instance-metadata-tags,omitempty"`
+	HTTPTokensEnforced      imdsopt.State    `json:"http-tokens-enforced,omitempty"`
 }
 
 // tokensEnforced reports whether the defaults enforce IMDSv2: no instance
 // of their region may have optional tokens.
 func (d Defaults) tokensEnforced() bool {
-	return imdsopt.State(d.HTTPTokensEnforced) == imdsopt.Enabled
+	return d.HTTPTokensEnforced == imdsopt.Enabled
 }
 
 // Image is what imds knows of an AMI: whether it requires IMDSv2.
 type Image struct {
-	ImageID     string `json:"image-id"`
-	ImdsSupport string `json:"imds-support,omitempty"` // "" or "v2.0"
+	ImageID     string              `json:"image-id"`
+	ImdsSupport imdsopt.ImdsSupport `json:"imds-support,omitempty"` // "" or "v2.0"
 }
 
 // Relay is a trusted forwarder: requests from its addresses carry an instance

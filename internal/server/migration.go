@@ -12,6 +12,7 @@ import (
 
 	"github.com/imds/imds/internal/config"
 	"github.com/imds/imds/internal/dataplane"
+	"github.com/imds/imds/internal/imdsopt"
 	"github.com/imds/imds/internal/migration"
 	"github.com/imds/imds/internal/registry"
 )
@@ -94,13 +95,12 @@ func (f registryFleet) Instances(ctx context.Context) ([]migration.InstanceInfo,
 	}
 	out := make([]migration.InstanceInfo, len(all))
 	for i, in := range all {
-		out[i] = migration.InstanceInfo{ID: in.Spec.InstanceID, HTTPTokens: in.Options.HTTPTokens}
+		out[i] = migration.InstanceInfo{ID: in.Spec.InstanceID, HTTPTokens: string(in.Options.HTTPTokens)}
 	}
 	return out, nil
 }
 
 func (f registryFleet) RequireTokens(ctx context.Context, id string) error {
-	required := "required"
-	_, err := f.reg.ModifyOptions(ctx, id, registry.OptionChanges{HTTPTokens: &required})
+	_, err := f.reg.ModifyOptions(ctx, id, registry.OptionChanges{HTTPTokens: new(imdsopt.Required)})
 	return err
 }

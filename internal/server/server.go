@@ -399,9 +399,14 @@ func (s *Server) WaitRevision(ctx context.Context, rev int64) error {
 
 // Listen binds every listener. Use port 0 to let the system choose.
 func (s *Server) Listen(ctx context.Context) error {
+	// The data plane's connections send no TCP keep-alive probes: their
+	// life is bounded by the timeouts of Serve (IdleTimeout at most), so
+	// the probes, 15 s after the last packet, would find nothing, and
+	// turning them on costs four system calls per connection.
+	data := net.ListenConfig{KeepAlive: -1}
 	var lc net.ListenConfig
 	listen := func(addr, instance string) error {
-		l, err := lc.Listen(ctx, "tcp", addr)
+		l, err := data.Listen(ctx, "tcp", addr)
 		if err != nil {
 			s.Close()
 			return fmt.Errorf("listen %s: %w%s", addr, err, listenHint(addr, err))

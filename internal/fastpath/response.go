@@ -105,14 +105,41 @@ func (w *response) WriteHeader(code int) {
 }
 
 // snapshot copies the header as it is now, sorted by key, as net/http's
-// clone in WriteHeader does, into space reused between requests.
+// clone in WriteHeader does, into space reused between requests. A handler
+// tends to set the same fields on every answer: when the keys are those of
+// the last snapshot, their order is known and nothing is sorted.
 func (w *response) snapshot() {
+	if len(w.hdr) == len(w.c.lastKeys) && w.snapshotAs(w.c.lastKeys) {
+		return
+	}
+	w.snap, w.snapVals = w.snap[:0], w.snapVals[:0]
 	for k, vv := range w.hdr {
-		n := len(w.snapVals)
-		w.snapVals = append(w.snapVals, vv...)
-		w.snap = append(w.snap, field{k, w.snapVals[n:len(w.snapVals):len(w.snapVals)]})
+		w.add(k, vv)
 	}
 	slices.SortFunc(w.snap, func(a, b field) int { return strings.Compare(a.key, b.key) })
+	w.c.lastKeys = w.c.lastKeys[:0]
+	for _, f := range w.snap {
+		w.c.lastKeys = append(w.c.lastKeys, f.key)
+	}
+}
+
+// snapshotAs takes the snapshot in the order of keys, if the header has
+// each of them.
+func (w *response) snapshotAs(keys []string) bool {
+	for _, k := range keys {
+		vv, ok := w.hdr[k]
+		if !ok {
+			return false
+		}
+		w.add(k, vv)
+	}
+	return true
+}
+
+func (w *response) add(k string, vv []string) {
+	n := len(w.snapVals)
+	w.snapVals = append(w.snapVals, vv...)
+	w.snap = append(w.snap, field{k, w.snapVals[n:len(w.snapVals):len(w.snapVals)]})
 }
 
 // get, vals and has read the snapshot, as net/http reads its clone.

@@ -176,8 +176,19 @@ func cmdServe(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 	kind := fs.String("kind", harness.KindIMDS, "server: imds, imds-norecord, imds-nethttp or bare")
 	keepAlive := fs.Bool("keep-alive", false, "imds: keep connections for GETs")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server to this file")
+	memProfile := fs.String("memprofile", "", "write an allocation profile of the server to this file when it stops (go tool pprof -sample_index=alloc_objects)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *memProfile != "" {
+		f, err := os.Create(*memProfile)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}()
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

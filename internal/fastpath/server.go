@@ -272,6 +272,7 @@ func getConn(s *Server, nc net.Conn, ctx context.Context) *conn {
 	c.state.Store(stateNew)
 	c.r, c.w = 0, 0
 	c.hijacked, c.reused = false, false
+	c.hdrDeadline = time.Time{}
 	c.bw.Reset(nc)
 	remote := ""
 	if ra := nc.RemoteAddr(); ra != nil {

@@ -26,6 +26,9 @@ const (
 	// KindIMDSNoRecord is imds without the migration recorder: the baseline
 	// that shows what recording costs.
 	KindIMDSNoRecord = "imds-norecord"
+	// KindIMDSNetHTTP is imds without the fast path, serving every request
+	// with net/http: the baseline that shows what the fast path gains.
+	KindIMDSNetHTTP = "imds-nethttp"
 )
 
 // Stats are a process's cumulative counters.
@@ -62,13 +65,14 @@ func ServeChild(ctx context.Context, kind string, keepAlive bool, in io.Reader, 
 		serve func(context.Context) error
 	)
 	switch kind {
-	case KindIMDS, KindIMDSNoRecord:
+	case KindIMDS, KindIMDSNoRecord, KindIMDSNetHTTP:
 		dir, err := os.MkdirTemp("", "imdsbench-")
 		if err != nil {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		s, err := server.New(ctx, server.Options{Listen: []string{"127.0.0.1:0"}, DataDir: dir, KeepAlive: keepAlive, NoRecording: kind == KindIMDSNoRecord})
+		s, err := server.New(ctx, server.Options{Listen: []string{"127.0.0.1:0"}, DataDir: dir, KeepAlive: keepAlive,
+			NoRecording: kind == KindIMDSNoRecord, NoFastPath: kind == KindIMDSNetHTTP})
 		if err != nil {
 			return err
 		}

@@ -45,8 +45,13 @@ func (r *Results) Rows() []Row {
 				if kind == KindIMDS && r.Config.Control {
 					row.Label = "bare (A/A)"
 				}
-				if kind == KindBare && r.Config.Baseline == KindIMDSNoRecord {
-					row.Label = "imds, no recording"
+				if kind == KindBare {
+					switch r.Config.Baseline {
+					case KindIMDSNoRecord:
+						row.Label = "imds, no recording"
+					case KindIMDSNetHTTP:
+						row.Label = "imds, net/http only"
+					}
 				}
 				if kind == KindIMDS && len(bare) == len(ms) {
 					var ratios, cpu []float64

@@ -49,8 +49,9 @@ type Config struct {
 	// Control runs a second bare server in place of imds: an A/A comparison
 	// whose ratios show how much the machine alone moves the figures.
 	Control bool
-	// Baseline is the server imds is compared with: KindBare (the default)
-	// or KindIMDSNoRecord, imds without the migration recorder.
+	// Baseline is the server imds is compared with: KindBare (the default),
+	// KindIMDSNoRecord (imds without the migration recorder) or
+	// KindIMDSNetHTTP (imds without the fast path).
 	Baseline string
 }
 
@@ -135,12 +136,12 @@ func Compare(ctx context.Context, cfg Config) (*Results, error) {
 	baselines := map[string]*child{}
 	for _, mode := range cfg.Modes {
 		baselines[mode] = bare
-		if cfg.Baseline != KindIMDSNoRecord {
+		if cfg.Baseline == KindBare || cfg.Baseline == "" {
 			continue
 		}
-		c, err := start(KindIMDSNoRecord, mode == ModeKeepAlive)
+		c, err := start(cfg.Baseline, mode == ModeKeepAlive)
 		if err != nil {
-			return nil, fmt.Errorf("start %s (%s): %w", KindIMDSNoRecord, mode, err)
+			return nil, fmt.Errorf("start %s (%s): %w", cfg.Baseline, mode, err)
 		}
 		servers["baseline "+mode] = c
 		baselines[mode] = c

@@ -19,6 +19,7 @@ func newServeCmd() *cobra.Command {
 		o        server.Options
 		logLevel string
 		binds    []string
+		fastPath bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -48,6 +49,7 @@ audit log.`,
 				}
 				o.Bind[id] = addr
 			}
+			o.NoFastPath = !fastPath
 			if o.Store == "etcd" && len(o.Etcd.Endpoints) == 0 {
 				return &exitError{ExitUsage, fmt.Errorf("--store etcd needs --etcd-endpoints")}
 			}
@@ -68,6 +70,7 @@ audit log.`,
 	f.StringVar(&o.Etcd.TLS.KeyFile, "etcd-key-file", "", "client key for etcd")
 	f.StringVar(&o.Etcd.Username, "etcd-username", "", "etcd user (password from IMDS_ETCD_PASSWORD)")
 	f.BoolVar(&o.KeepAlive, "keep-alive", false, "let clients reuse connections for GETs (EC2 closes every connection)")
+	f.BoolVar(&fastPath, "fast-path", true, "answer plain HTTP/1.1 requests on imds's own serving path (--fast-path=false: every request through Go's net/http)")
 	f.StringVar(&o.AuditLog, "audit-log", "", "file to append an audit line (JSON) to per credential set handed out and per IMDSv1 request refused; reopened on SIGHUP")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.PreRun = func(*cobra.Command, []string) { o.Etcd.Password = os.Getenv("IMDS_ETCD_PASSWORD") }

@@ -27,6 +27,7 @@ import (
 	"github.com/imds/imds/internal/credentials"
 	"github.com/imds/imds/internal/dataplane"
 	"github.com/imds/imds/internal/events"
+	"github.com/imds/imds/internal/fastpath"
 	"github.com/imds/imds/internal/fleet"
 	"github.com/imds/imds/internal/guard"
 	"github.com/imds/imds/internal/identity"
@@ -61,6 +62,9 @@ type Options struct {
 	Store     string // "bolt" (default) or "etcd"
 	Etcd      etcdstore.Options
 	KeepAlive bool // see dataplane.Options.KeepAlive
+	// NoFastPath serves the data plane with net/http alone, without the
+	// fast path (internal/fastpath) in front of it for plain requests.
+	NoFastPath bool
 	// AuditLog is the path of the audit log (JSON lines); "" writes none.
 	AuditLog string
 	// NoRecording leaves the migration recorder off the data plane, so that
@@ -395,9 +399,14 @@ func (s *Server) WaitRevision(ctx context.Context, rev int64) error {
 
 // Listen binds every listener. Use port 0 to let the system choose.
 func (s *Server) Listen(ctx context.Context) error {
+	// The data plane's connections send no TCP keep-alive probes: their
+	// life is bounded by the timeouts of Serve (IdleTimeout at most), so
+	// the probes, 15 s after the last packet, would find nothing, and
+	// turning them on costs four system calls per connection.
+	data := net.ListenConfig{KeepAlive: -1}
 	var lc net.ListenConfig
 	listen := func(addr, instance string) error {
-		l, err := lc.Listen(ctx, "tcp", addr)
+		l, err := data.Listen(ctx, "tcp", addr)
 		if err != nil {
 			s.Close()
 			return fmt.Errorf("listen %s: %w%s", addr, err, listenHint(addr, err))
@@ -471,21 +480,8 @@ func (s *Server) Close() {
 func (s *Server) Serve(ctx context.Context) error {
 	defer s.st.Close()
 	errLog := log.New(slogWriter{s.log}, "", 0)
-	newServer := func(h http.Handler, base context.Context) *http.Server {
-		return &http.Server{
-			Handler:           h,
-			ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout:       10 * time.Second,
-			WriteTimeout:      10 * time.Second,
-			IdleTimeout:       30 * time.Second,
-			MaxHeaderBytes:    16 << 10,
-			ConnContext:       dataplane.ConnContext,
-			BaseContext:       func(net.Listener) context.Context { return base },
-			ErrorLog:          errLog,
-		}
-	}
 	g, gctx := errgroup.WithContext(ctx)
-	var servers []*http.Server
+	var servers []httpServer
 	data := s.Handler()
 	if s.opts.WrapDataPlane != nil {
 		data = s.opts.WrapDataPlane(data)
@@ -495,12 +491,16 @@ func (s *Server) Serve(ctx context.Context) error {
 		if l.instance != "" {
 			base = identity.WithBoundInstance(base, l.instance)
 		}
-		srv := newServer(data, base)
+		hs := newHTTPServer(data, base, errLog)
+		var srv httpServer = hs
+		if s.guard == nil && !s.opts.NoFastPath {
+			srv = fastpath.New(hs)
+		}
 		servers = append(servers, srv)
 		g.Go(func() error { return serve(srv, l) })
 	}
 	if s.adminLn != nil {
-		srv := newServer(http.MaxBytesHandler(s.admin, 1<<20), context.Background())
+		srv := newHTTPServer(http.MaxBytesHandler(s.admin, 1<<20), context.Background(), errLog)
 		servers = append(servers, srv)
 		g.Go(func() error { return serve(srv, s.adminLn) })
 	}
@@ -529,7 +529,29 @@ func (s *Server) Serve(ctx context.Context) error {
 	return g.Wait()
 }
 
-func serve(srv *http.Server, l net.Listener) error {
+// newHTTPServer is the http.Server of a listener: its handler, the limits,
+// and base as the context of every request.
+func newHTTPServer(h http.Handler, base context.Context, errLog *log.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       30 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ConnContext:       dataplane.ConnContext,
+		BaseContext:       func(net.Listener) context.Context { return base },
+		ErrorLog:          errLog,
+	}
+}
+
+// httpServer is an http.Server, or the fast path in front of one.
+type httpServer interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+}
+
+func serve(srv httpServer, l net.Listener) error {
 	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve %s: %w", l.Addr(), err)
 	}

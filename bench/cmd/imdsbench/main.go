@@ -103,14 +103,16 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Float64Var(&cfg.MaxOther, "max-other", 0, "run a pair again when other work took more than this many CPUs during it (0.3 = 30% of one); 0 to keep every pair")
 	fs.IntVar(&cfg.Retries, "retries", 5, "most times a pair is run again for -max-other")
 	fs.BoolVar(&cfg.Control, "control", false, "A/A run: a second bare server in place of imds, to show the noise of the machine")
-	fs.StringVar(&cfg.Baseline, "baseline", harness.KindBare, "the server imds is compared with: bare, or imds-norecord (imds without the migration recorder)")
+	fs.StringVar(&cfg.Baseline, "baseline", harness.KindBare, "the server imds is compared with: bare, imds-norecord (imds without the migration recorder) or imds-nethttp (imds without the fast path)")
 	modes := fs.String("modes", strings.Join(harness.Modes, ","), "connection modes: close (a connection per request), keepalive")
 	scenarios := fs.String("scenarios", "v2-get,token-put,v1-get", "requests: v2-get, token-put, v1-get")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if cfg.Baseline != harness.KindBare && cfg.Baseline != harness.KindIMDSNoRecord {
-		return usageError{fmt.Errorf("-baseline %q: want bare or imds-norecord", cfg.Baseline)}
+	switch cfg.Baseline {
+	case harness.KindBare, harness.KindIMDSNoRecord, harness.KindIMDSNetHTTP:
+	default:
+		return usageError{fmt.Errorf("-baseline %q: want bare, imds-norecord or imds-nethttp", cfg.Baseline)}
 	}
 	if cfg.Runs < 1 || cfg.Workers < 1 || cfg.Duration <= 0 {
 		return usageError{errors.New("-runs, -workers and -duration must be positive")}
@@ -171,11 +173,22 @@ func revision() string {
 
 func cmdServe(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	kind := fs.String("kind", harness.KindIMDS, "server: imds, imds-norecord or bare")
+	kind := fs.String("kind", harness.KindIMDS, "server: imds, imds-norecord, imds-nethttp or bare")
 	keepAlive := fs.Bool("keep-alive", false, "imds: keep connections for GETs")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server to this file")
+	memProfile := fs.String("memprofile", "", "write an allocation profile of the server to this file when it stops (go tool pprof -sample_index=alloc_objects)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *memProfile != "" {
+		f, err := os.Create(*memProfile)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}()
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

@@ -294,7 +294,15 @@ func MetadataInstance(rec *registry.Instance) *metadata.Instance {
 }
 
 // build makes the entry of in.
-func (b *Builder) build(in *metadata.Instance, revision int64) *Entry {
+func (b *Builder) build(instance *metadata.Instance, revision int64) *Entry {
+	// The entry and its instance are one allocation: every request reads
+	// both, and in a large fleet one memory page for the two saves a TLB
+	// miss.
+	blk := &struct {
+		entry Entry
+		in    metadata.Instance
+	}{in: *instance}
+	in := &blk.in
 	src := metadata.Sources{Sign: b.sign}
 	if b.creds != nil {
 		sub := credentials.Subject{Role: in.Role, InstanceID: in.ID, V1: !in.Options.TokensRequired, AccountID: in.AccountID}
@@ -316,7 +324,8 @@ func (b *Builder) build(in *metadata.Instance, revision int64) *Entry {
 	if len(b.lastModified) == 0 || b.lastModified[0] != lm {
 		b.lastModified = []string{lm}
 	}
-	return &Entry{Instance: in, Tree: tree, LastModifiedHeader: b.lastModified, Revision: revision}
+	blk.entry = Entry{Instance: in, Tree: tree, LastModifiedHeader: b.lastModified, Revision: revision}
+	return &blk.entry
 }
 
 // FromConfig builds a snapshot straight from a validated configuration, with

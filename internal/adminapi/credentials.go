@@ -70,14 +70,20 @@ func loadProfile(path string) (sc config.SharedConfig, err error) {
 	})
 }
 
-// check refuses a key with a control character: a credentials file holds a
-// key on one line (the SDK's loader joins an indented next line to it with a
-// line break), and the access key id travels in an HTTP header.
+// check refuses a key that a credentials file cannot hold as it is, so that
+// what WriteCredentialsFile writes reads back the same: the SDK's loader
+// joins an indented next line to a value with a line break, trims spaces,
+// and takes a # or ; after a space for a comment. No access key has a space,
+// a control character or a leading # or ;, and the access key id travels in
+// an HTTP header.
 func (c Credentials) check() error {
 	for _, k := range []struct{ name, v string }{{"aws_access_key_id", c.AccessKeyID}, {"aws_secret_access_key", c.SecretAccessKey}} {
+		if strings.HasPrefix(k.v, "#") || strings.HasPrefix(k.v, ";") {
+			return fmt.Errorf("%s begins with %q, which starts a comment", k.name, k.v[:1])
+		}
 		for i, r := range k.v {
-			if unicode.IsControl(r) {
-				return fmt.Errorf("%s has the control character %q at byte %d", k.name, r, i)
+			if unicode.IsControl(r) || unicode.IsSpace(r) {
+				return fmt.Errorf("%s has %q at byte %d: a key has no spaces or control characters", k.name, r, i)
 			}
 		}
 	}

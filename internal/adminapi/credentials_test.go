@@ -36,7 +36,8 @@ func TestCredentialsFile(t *testing.T) {
 		{"missing secret", "[imds]\naws_access_key_id = IMDSK\n", Credentials{}, "aws_secret_access_key"},
 		{"bad header", "[imds\naws_access_key_id = IMDSK\n", Credentials{}, "credentials "},
 		{"lone quote", "[imds]\naws_access_key_id = \"\naws_secret_access_key = x\n", Credentials{}, "lone quote"},
-		{"line break", "[imds]\naws_access_key_id = IMDSK\n  more\naws_secret_access_key = x\n", Credentials{}, `aws_access_key_id has the control character '\n'`},
+		{"line break", "[imds]\naws_access_key_id = IMDSK\n  more\naws_secret_access_key = x\n", Credentials{}, `aws_access_key_id has '\n' at byte 5`},
+		{"comment", "[imds]\naws_access_key_id=#IMDSK\naws_secret_access_key = x\n", Credentials{}, `aws_access_key_id begins with "#"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "credentials")

@@ -35,6 +35,9 @@ func TestCredentialsFile(t *testing.T) {
 		{"no profile", "[default]\naws_access_key_id = AKIA\n", Credentials{}, "no [imds] profile"},
 		{"missing secret", "[imds]\naws_access_key_id = IMDSK\n", Credentials{}, "aws_secret_access_key"},
 		{"bad header", "[imds\naws_access_key_id = IMDSK\n", Credentials{}, "credentials "},
+		{"lone quote", "[imds]\naws_access_key_id = \"\naws_secret_access_key = x\n", Credentials{}, "lone quote"},
+		{"line break", "[imds]\naws_access_key_id = IMDSK\n  more\naws_secret_access_key = x\n", Credentials{}, `aws_access_key_id has '\n' at byte 5`},
+		{"comment", "[imds]\naws_access_key_id=#IMDSK\naws_secret_access_key = x\n", Credentials{}, `aws_access_key_id begins with "#"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "credentials")
@@ -53,4 +56,47 @@ func TestCredentialsFile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzReadCredentialsFile reads arbitrary files as credentials files. A
+// refusal wraps ErrNoCredentials and names the file; what is accepted has
+// both keys, and WriteCredentialsFile writes it back to a file that reads
+// the same.
+func FuzzReadCredentialsFile(f *testing.F) {
+	for _, s := range []string{
+		"[imds]\naws_access_key_id = AKIAOPERATOR\naws_secret_access_key = secret/with+chars\n",
+		"[default]\naws_access_key_id = AKIA\naws_secret_access_key = x\n\n# operator\n[imds]\naws_access_key_id=IMDSK\naws_secret_access_key = s=e=c\n",
+		"[imds]\naws_access_key_id = IMDSK\n",
+		"[imds\naws_access_key_id = IMDSK\n",
+		"[ imds ]\r\naws_access_key_id=a ; comment\r\naws_secret_access_key=\"b\"\r\n",
+		"[imds]\naws_access_key_id = a\n  continued\naws_secret_access_key = b\n[imds]\naws_secret_access_key = c\n",
+		"[profile imds]\naws_access_key_id = a\naws_secret_access_key = b\n",
+		"",
+	} {
+		f.Add([]byte(s))
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(dir, "credentials")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := ReadCredentialsFile(path)
+		if err != nil {
+			if !errors.Is(err, ErrNoCredentials) || !strings.Contains(err.Error(), path) {
+				t.Fatalf("%q: error %v does not wrap ErrNoCredentials or name the file", data, err)
+			}
+			return
+		}
+		if got.AccessKeyID == "" || got.SecretAccessKey == "" {
+			t.Fatalf("%q: accepted %+v", data, got)
+		}
+		if err := WriteCredentialsFile(path, got); err != nil {
+			t.Fatal(err)
+		}
+		again, err := ReadCredentialsFile(path)
+		if err != nil || again != got {
+			t.Fatalf("%q: read %+v, written and read again %+v, %v", data, got, again, err)
+		}
+	})
 }

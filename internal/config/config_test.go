@@ -1,8 +1,13 @@
 package config
 
 import (
+	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 func TestIssueExampleLoads(t *testing.T) {
@@ -134,11 +139,32 @@ func FuzzParse(f *testing.F) {
 			if err.Error() == "" {
 				t.Fatal("empty error message")
 			}
+			// A problem of the configuration names its key and what is wrong.
+			var errs Errors
+			if errors.As(err, &errs) {
+				for _, e := range errs {
+					if e.Key == "" || e.Msg == "" {
+						t.Fatalf("error %q names no key or no problem", e)
+					}
+				}
+			}
 			return
 		}
-		// Whatever is accepted must validate again unchanged.
+		// Whatever is accepted validates again,
 		if err := c.Validate(); err != nil {
 			t.Fatalf("accepted config fails Validate: %v", err)
+		}
+		// and reads back the same from its JSON, which is YAML too.
+		js, err := json.Marshal(c)
+		if err != nil {
+			t.Fatalf("marshal accepted config: %v", err)
+		}
+		c2, err := Parse(js)
+		if err != nil {
+			t.Fatalf("config read back from %s: %v", js, err)
+		}
+		if diff := cmp.Diff(c, c2, cmpopts.IgnoreUnexported(Config{}), cmpopts.EquateEmpty()); diff != "" {
+			t.Fatalf("config read back from %s differs (-accepted +read back):\n%s", js, diff)
 		}
 	})
 }

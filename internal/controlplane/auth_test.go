@@ -5,13 +5,17 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/imds/imds/internal/adminapi"
 )
@@ -263,10 +267,24 @@ func FuzzParseAuthorization(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		a, err := parseAuthorization(s)
 		if err != nil {
+			if err.Error() == "" {
+				t.Fatalf("%q refused without a reason", s)
+			}
 			return
 		}
-		if a.accessKeyID == "" || a.region == "" || a.service == "" || len(a.signature) != 64 {
-			t.Errorf("accepted %q as %+v", s, a)
+		if a.accessKeyID == "" || a.region == "" || a.service == "" || len(a.signature) != 64 ||
+			!slices.IsSorted(a.signedHeaders) || !slices.Contains(a.signedHeaders, "host") {
+			t.Fatalf("accepted %q as %+v", s, a)
+		}
+		// What is accepted, written the way the SDKs write it, reads the same.
+		again := fmt.Sprintf("AWS4-HMAC-SHA256 Credential=%s/%s/%s/%s/aws4_request, SignedHeaders=%s, Signature=%s",
+			a.accessKeyID, a.date, a.region, a.service, strings.Join(a.signedHeaders, ";"), a.signature)
+		b, err := parseAuthorization(again)
+		if err != nil {
+			t.Fatalf("accepted %q, but not %q: %v", s, again, err)
+		}
+		if diff := cmp.Diff(a, b, cmp.AllowUnexported(sigV4Auth{})); diff != "" {
+			t.Fatalf("accepted %q, read %q differently (-first +second):\n%s", s, again, diff)
 		}
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -43,7 +44,8 @@ func checkXML(t *testing.T, body []byte) {
 }
 
 // FuzzEC2Query sends signed EC2 Query API calls with arbitrary parameters:
-// every answer is a well-formed EC2 response or EC2 error, never a 5xx.
+// every answer is well-formed XML, never a 5xx: the action's response
+// document, or EC2's error document with a code, a message and a request id.
 func FuzzEC2Query(f *testing.F) {
 	fx := newEC2Fixture(f, nil)
 	quiet(fx.h)
@@ -81,10 +83,50 @@ func FuzzEC2Query(f *testing.F) {
 			t.Fatalf("%q: status %d\n%s", form, w.Code, w.Body)
 		}
 		checkXML(t, w.Body.Bytes())
-		if w.Code != http.StatusOK && !bytes.Contains(w.Body.Bytes(), []byte("<Code>")) {
-			t.Fatalf("%q: status %d without an EC2 error code\n%s", form, w.Code, w.Body)
+		root, e := ec2Answer(t, w.Body.Bytes())
+		if w.Code == http.StatusOK {
+			// An answer is the action's response document.
+			q, _ := url.ParseQuery(form)
+			if want := q.Get("Action") + "Response"; root != want || !bytes.Contains(w.Body.Bytes(), []byte("<requestId>")) {
+				t.Fatalf("%q: answer %s without a requestId, want %s\n%s", form, root, want, w.Body)
+			}
+			return
+		}
+		// A refusal is EC2's error document, with a code, a message and
+		// the request's id.
+		if root != "Response" || e.Code == "" || e.Message == "" || e.RequestID == "" {
+			t.Fatalf("%q: status %d without an EC2 error code, message and request id\n%s", form, w.Code, w.Body)
 		}
 	})
+}
+
+// ec2ErrorDoc is EC2's error document.
+type ec2ErrorDoc struct {
+	Code      string `xml:"Errors>Error>Code"`
+	Message   string `xml:"Errors>Error>Message"`
+	RequestID string `xml:"RequestID"`
+}
+
+// ec2Answer returns the name of the root element of an EC2 answer and, for
+// an error document, its fields.
+func ec2Answer(t *testing.T, body []byte) (string, ec2ErrorDoc) {
+	t.Helper()
+	var e ec2ErrorDoc
+	dec := xml.NewDecoder(bytes.NewReader(body))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			t.Fatalf("answer without a root element: %v\n%s", err, body)
+		}
+		if se, ok := tok.(xml.StartElement); ok {
+			if se.Name.Local == "Response" {
+				if err := dec.DecodeElement(&e, &se); err != nil {
+					t.Fatalf("error document: %v\n%s", err, body)
+				}
+			}
+			return se.Name.Local, e
+		}
+	}
 }
 
 // FuzzSigV4 sends requests whose signature headers are arbitrary. A request
@@ -133,8 +175,15 @@ func FuzzSigV4(f *testing.F) {
 	})
 }
 
+var adminCodes = map[string]bool{
+	adminapi.CodeNotFound: true, adminapi.CodeInvalidParameter: true, adminapi.CodeConflict: true,
+	adminapi.CodePreconditionFailed: true, adminapi.CodeMethodNotAllowed: true, adminapi.CodeRequestTooLarge: true,
+	adminapi.CodeUnsupportedMediaType: true,
+}
+
 // FuzzAdminBody sends arbitrary JSON and YAML bodies to the admin API's
-// writes: every answer is JSON, never a 5xx.
+// writes: every answer is JSON, never a 5xx, and a refusal is the admin
+// API's error with a code and a message.
 func FuzzAdminBody(f *testing.F) {
 	st, err := boltstore.Open(filepath.Join(f.TempDir(), "imds.db"), time.Second)
 	if err != nil {
@@ -186,6 +235,13 @@ func FuzzAdminBody(f *testing.F) {
 		}
 		if w.Code != http.StatusNoContent && !json.Valid(w.Body.Bytes()) {
 			t.Fatalf("%s %s %q: status %d, answer is not JSON\n%s", method, path, body, w.Code, w.Body)
+		}
+		// A refusal has one of the admin API's codes and says what is wrong.
+		if w.Code >= 400 {
+			var e adminapi.ErrorBody
+			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || !adminCodes[e.Error.Code] || e.Error.Message == "" {
+				t.Fatalf("%s %s %q: status %d, not an admin API error\n%s", method, path, body, w.Code, w.Body)
+			}
 		}
 	})
 }

@@ -201,6 +201,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *Outcome) (rou
 		hd["Connection"] = valClose
 	}
 	path := r.URL.Path
+	if path == "" {
+		// An absolute-form target without a path (GET http://169.254.169.254
+		// HTTP/1.1) means "/" (RFC 9110, 4.2.3).
+		path = "/"
+	}
 	route, version = routeOf(path), "none"
 
 	src, err := netip.ParseAddrPort(r.RemoteAddr)

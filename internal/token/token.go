@@ -46,7 +46,9 @@ var (
 	ErrExpired = errors.New("token: expired")
 )
 
-var enc = base64.URLEncoding
+// enc is strict: the last character of a token has bits that padding leaves
+// unused, and a lenient decoder would accept sixteen spellings of one token.
+var enc = base64.URLEncoding.Strict()
 
 // Key is one secret of the key ring.
 type Key struct {

@@ -121,20 +121,51 @@ func TestNewRingRefuses(t *testing.T) {
 	}
 }
 
+// FuzzVerify checks Verify against arbitrary tokens and instance ids, and
+// against tokens of the ring with one character changed: a token is accepted
+// only as Issue wrote it, for the instance it was issued to, and every
+// refusal is one of the package's errors.
 func FuzzVerify(f *testing.F) {
 	c := &clock{time.Unix(1_800_000_000, 0)}
 	r, _ := NewRing([]Key{{ID: 1, Secret: bytes.Repeat([]byte{7}, 32)}}, c.now)
-	f.Add(r.Issue("i-aaaaaaaa", time.Hour), "i-aaaaaaaa")
-	f.Add("", "")
-	f.Add(strings.Repeat("A", EncodedLen), "i-aaaaaaaa")
-	f.Fuzz(func(t *testing.T, tok, instance string) {
+	other, _ := NewRing([]Key{{ID: 2, Secret: bytes.Repeat([]byte{7}, 32)}}, c.now)
+	tok := r.Issue("i-aaaaaaaa", time.Hour)
+	f.Add(tok, "i-aaaaaaaa", uint8(0), byte(0))
+	f.Add(tok, "i-aaaaaaab", uint8(55), byte('A'))
+	f.Add(r.Issue("i-aaaaaaaa", -time.Second), "i-aaaaaaaa", uint8(10), byte('-'))
+	f.Add(other.Issue("i-aaaaaaaa", time.Hour), "i-aaaaaaaa", uint8(3), byte('B'))
+	f.Add(strings.TrimRight(tok, "=")+"AA", "i-aaaaaaaa", uint8(54), byte('='))
+	f.Add("", "", uint8(0), byte(0))
+	f.Add(strings.Repeat("A", EncodedLen), "i-aaaaaaaa", uint8(1), byte('Q'))
+	f.Fuzz(func(t *testing.T, tok, instance string, pos uint8, ch byte) {
 		left, err := r.Verify(tok, instance)
-		if err == nil && (left <= 0 || left > time.Hour) {
-			t.Fatalf("Verify(%q) accepted with %v left", tok, left)
+		switch {
+		case err == nil:
+			if left <= 0 || left > time.Hour {
+				t.Fatalf("Verify(%q) accepted with %v left", tok, left)
+			}
+			if tok != r.Issue(instance, left) {
+				t.Fatalf("Verify accepted a token that Issue would not produce: %q", tok)
+			}
+		case !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrExpired):
+			t.Fatalf("Verify(%q): error %v is none of the package's", tok, err)
 		}
-		if err == nil && tok != r.Issue(instance, left) {
-			// A token is accepted only if it is exactly what we issued.
-			t.Fatalf("Verify accepted a token that Issue would not produce: %q", tok)
+
+		// A token of the ring verifies for its instance with its TTL, and
+		// for no other instance; changed in one character, it is refused.
+		issued := r.Issue(instance, time.Minute)
+		if left, err := r.Verify(issued, instance); err != nil || left != time.Minute {
+			t.Fatalf("token issued for %q: %v left, %v", instance, left, err)
+		}
+		if _, err := r.Verify(issued, instance+"x"); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("token issued for %q accepted for %q: %v", instance, instance+"x", err)
+		}
+		b := []byte(issued)
+		b[int(pos)%len(b)] = ch
+		if changed := string(b); changed != issued {
+			if _, err := r.Verify(changed, instance); err == nil {
+				t.Fatalf("token issued as %q accepted as %q", issued, changed)
+			}
 		}
 	})
 }

@@ -89,11 +89,37 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := Parse(data)
 		if err != nil {
+			// It names the file's part or the step at fault.
+			if msg := err.Error(); !strings.HasPrefix(msg, "scenario: ") && !strings.HasPrefix(msg, "steps[") {
+				t.Fatalf("error %q does not say where the scenario is wrong", err)
+			}
 			return
 		}
-		for i := 1; i < len(s.Steps); i++ {
-			if s.Steps[i].At < s.Steps[i-1].At {
-				t.Fatalf("steps out of order: %v before %v", s.Steps[i-1].At, s.Steps[i].At)
+		// What is accepted is what Parse promises: steps in time order,
+		// each with one action and one target, and same-as naming an
+		// earlier step.
+		names := map[string]bool{}
+		for i, st := range s.Steps {
+			if i > 0 && st.At < s.Steps[i-1].At {
+				t.Fatalf("steps out of order: %v before %v", s.Steps[i-1].At, st.At)
+			}
+			actions, targets := 0, 0
+			for _, set := range []bool{st.Event != nil, st.State != "", st.Cancel, st.Complete, st.Reschedule != nil} {
+				if set {
+					actions++
+				}
+			}
+			for _, set := range []bool{len(st.Instances) > 0, len(st.Filters) > 0 || st.Fraction != 0, st.SameAs != ""} {
+				if set {
+					targets++
+				}
+			}
+			if actions != 1 || targets != 1 || st.At < 0 || st.Fraction < 0 || st.Fraction > 1 ||
+				st.SameAs != "" && !names[st.SameAs] || st.Name != "" && names[st.Name] {
+				t.Fatalf("accepted step %d: %+v", i, st)
+			}
+			if st.Name != "" {
+				names[st.Name] = true
 			}
 		}
 	})

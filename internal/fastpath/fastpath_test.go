@@ -10,14 +10,13 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
+	"github.com/imds/imds/internal/fastpath/fastpathtest"
 )
 
 type connKey struct{}
@@ -46,59 +45,12 @@ func servePair(tb testing.TB, h http.Handler) pair {
 	tb.Helper()
 	std := newHTTPServer(h)
 	fast := New(newHTTPServer(h))
-	return pair{std: serveOn(tb, std.Serve, std.Shutdown), fast: serveOn(tb, fast.Serve, fast.Shutdown)}
-}
-
-func serveOn(tb testing.TB, serve func(net.Listener) error, shutdown func(context.Context) error) string {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- serve(l) }()
-	tb.Cleanup(func() {
-		if err := shutdown(context.Background()); err != nil {
-			tb.Errorf("shutdown: %v", err)
-		}
-		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
-			tb.Errorf("serve: %v", err)
-		}
-	})
-	return l.Addr().String()
-}
-
-// exchange sends raw on a new connection, closes its sending side, and
-// returns everything the server sends until it closes the connection.
-func exchange(tb testing.TB, addr string, raw []byte) []byte {
-	tb.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Write(raw); err != nil {
-		tb.Fatal(err)
-	}
-	c.(*net.TCPConn).CloseWrite()
-	got, _ := io.ReadAll(c) // a reset after the answer is not an error here
-	return got
-}
-
-var dateField = regexp.MustCompile(`(?m)^Date: [^\r\n]*\r$`)
-
-// normal blanks the Date values, the only bytes that may differ.
-func normal(b []byte) string {
-	return dateField.ReplaceAllString(string(b), "Date: (date)\r")
+	return pair{std: fastpathtest.Serve(tb, "127.0.0.1:0", std.Serve, std.Shutdown), fast: fastpathtest.Serve(tb, "127.0.0.1:0", fast.Serve, fast.Shutdown)}
 }
 
 func (p pair) compare(tb testing.TB, raw []byte) {
 	tb.Helper()
-	want := normal(exchange(tb, p.std, raw))
-	got := normal(exchange(tb, p.fast, raw))
-	if got != want {
-		tb.Errorf("request %q:\nnet/http: %q\nfastpath: %q\ndiff (-net/http +fastpath):\n%s", raw, want, got, cmp.Diff(want, got))
-	}
+	fastpathtest.Compare(tb, p.std, p.fast, raw)
 }
 
 // echo answers with what it saw of the request, or, when the request has
@@ -283,7 +235,7 @@ func TestServesPlainRequests(t *testing.T) {
 		w.Write([]byte("ok"))
 	})
 	fast := New(newHTTPServer(h))
-	addr := serveOn(t, fast.Serve, fast.Shutdown)
+	addr := fastpathtest.Serve(t, "127.0.0.1:0", fast.Serve, fast.Shutdown)
 	for _, tc := range []struct {
 		raw  string
 		want []bool
@@ -294,7 +246,7 @@ func TestServesPlainRequests(t *testing.T) {
 		{"DELETE /a HTTP/1.1\r\nHost: a\r\n\r\n", []bool{false}},
 	} {
 		served = nil
-		exchange(t, addr, []byte(tc.raw))
+		fastpathtest.Exchange(t, addr, []byte(tc.raw))
 		if !slices.Equal(served, tc.want) {
 			t.Errorf("%q: served on the fast path %v, want %v", tc.raw, served, tc.want)
 		}
@@ -371,7 +323,7 @@ func TestHeaderTimeout(t *testing.T) {
 	srv := newHTTPServer(http.HandlerFunc(echo))
 	srv.ReadHeaderTimeout = 50 * time.Millisecond
 	fast := New(srv)
-	addr := serveOn(t, fast.Serve, fast.Shutdown)
+	addr := fastpathtest.Serve(t, "127.0.0.1:0", fast.Serve, fast.Shutdown)
 	for _, partial := range []string{"GET /a HTTP/1.1\r\nHost: a\r\n", "GET /a HTTP/1.0\r\n"} {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {

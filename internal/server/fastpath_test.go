@@ -2,20 +2,17 @@ package server
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/imds/imds/internal/fastpath"
+	"github.com/imds/imds/internal/fastpath/fastpathtest"
 	"github.com/imds/imds/internal/testenv"
 )
 
@@ -41,8 +38,8 @@ func newDataPair(tb testing.TB, keepAlive bool, addr string) dataPair {
 	std := newHTTPServer(h, context.Background(), errLog)
 	fast := fastpath.New(newHTTPServer(h, context.Background(), errLog))
 	p := dataPair{
-		std:  serveTest(tb, addr, std.Serve, std.Shutdown),
-		fast: serveTest(tb, addr, fast.Serve, fast.Shutdown),
+		std:  fastpathtest.Serve(tb, addr, std.Serve, std.Shutdown),
+		fast: fastpathtest.Serve(tb, addr, fast.Serve, fast.Shutdown),
 	}
 	req := httptest.NewRequest(http.MethodPut, "/latest/api/token", nil)
 	req.Header.Set("X-aws-ec2-metadata-token-ttl-seconds", "21600")
@@ -52,53 +49,11 @@ func newDataPair(tb testing.TB, keepAlive bool, addr string) dataPair {
 	return p
 }
 
-func serveTest(tb testing.TB, addr string, serve func(net.Listener) error, shutdown func(context.Context) error) string {
-	tb.Helper()
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- serve(l) }()
-	tb.Cleanup(func() {
-		if err := shutdown(context.Background()); err != nil {
-			tb.Errorf("shutdown: %v", err)
-		}
-		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
-			tb.Errorf("serve: %v", err)
-		}
-	})
-	return l.Addr().String()
-}
-
-// exchange sends raw on a new connection, closes its sending side, and
-// returns all that comes back until the server closes the connection.
-func exchange(tb testing.TB, addr string, raw []byte) []byte {
-	tb.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Write(raw); err != nil {
-		tb.Fatal(err)
-	}
-	c.(*net.TCPConn).CloseWrite()
-	got, _ := io.ReadAll(c) // a reset after the answer is not an error here
-	return got
-}
-
-var dateField = regexp.MustCompile(`(?m)^Date: [^\r\n]*\r$`)
-
 // compare checks that both servers answer raw with the same bytes, Date
 // values aside.
 func (p dataPair) compare(tb testing.TB, raw []byte) {
 	tb.Helper()
-	want := dateField.ReplaceAllString(string(exchange(tb, p.std, raw)), "Date: (date)\r")
-	got := dateField.ReplaceAllString(string(exchange(tb, p.fast, raw)), "Date: (date)\r")
-	if got != want {
-		tb.Errorf("request %q:\nnet/http: %q\nfast path: %q\ndiff (-net/http +fast path):\n%s", raw, want, got, cmp.Diff(want, got))
-	}
+	fastpathtest.Compare(tb, p.std, p.fast, raw)
 }
 
 // dataRequests are what IMDS clients send, and what they should not,

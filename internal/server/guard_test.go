@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,27 +10,6 @@ import (
 	"github.com/imds/imds/internal/adminapi"
 	"github.com/imds/imds/internal/adminclient"
 )
-
-func startWith(t *testing.T, o Options) *Server {
-	t.Helper()
-	s, err := New(t.Context(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Listen(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return s
-}
 
 // imds guard in front of an imds serve that requires tokens (standing in
 // for EC2's IMDS): an IMDSv1 caller is served, and the migration view of

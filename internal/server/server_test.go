@@ -16,13 +16,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 )
 
-func startTest(t *testing.T) *Server {
+// startWith starts a server with o and serves until the test ends.
+func startWith(t *testing.T, o Options) *Server {
 	t.Helper()
-	s, err := New(t.Context(), Options{
-		Listen:      []string{"127.0.0.1:0"},
-		AdminListen: "127.0.0.1:0",
-		DataDir:     t.TempDir(),
-	})
+	s, err := New(t.Context(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,6 +36,15 @@ func startTest(t *testing.T) *Server {
 		}
 	})
 	return s
+}
+
+func startTest(t *testing.T) *Server {
+	t.Helper()
+	return startWith(t, Options{
+		Listen:      []string{"127.0.0.1:0"},
+		AdminListen: "127.0.0.1:0",
+		DataDir:     t.TempDir(),
+	})
 }
 
 func get(t *testing.T, url string) (int, string) {

@@ -229,6 +229,21 @@ func checkInstanceID(id string) error {
 	return nil
 }
 
+// instanceIDs returns the parameters InstanceId.N, each a well-formed
+// instance id.
+func (c *ec2Call) instanceIDs() ([]string, error) {
+	ids, err := c.list("InstanceId")
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		if err := checkInstanceID(id); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
+}
+
 func checkImageID(id string) error {
 	if !ec2id.Image.Valid(id) {
 		return &ec2Error{http.StatusBadRequest, "InvalidAMIID.Malformed", fmt.Sprintf("Invalid id: %q (expecting \"ami-...\")", id)}

@@ -111,14 +111,9 @@ var statusFilters = []string{"availability-zone", "instance-state-name", "instan
 // Status checks always pass on a running instance (imds has no hardware to
 // fail) and are not-applicable otherwise.
 func (h *Handler) describeInstanceStatus(ctx context.Context, c *ec2Call) (ec2Response, error) {
-	ids, err := c.list("InstanceId")
+	ids, err := c.instanceIDs()
 	if err != nil {
 		return nil, err
-	}
-	for _, id := range ids {
-		if err := checkInstanceID(id); err != nil {
-			return nil, err
-		}
 	}
 	all, err := c.boolean("IncludeAllInstances")
 	if err != nil {
@@ -330,17 +325,12 @@ func (h *Handler) terminateInstances(ctx context.Context, c *ec2Call) (ec2Respon
 // and every instance must be in a state the change applies to, before any is
 // changed; a dry run stops there.
 func (h *Handler) changeStates(ctx context.Context, c *ec2Call, name string, change func(*registry.Instance, time.Time) (events.Change, error)) (ec2Response, error) {
-	ids, err := c.list("InstanceId")
+	ids, err := c.instanceIDs()
 	if err != nil {
 		return nil, err
 	}
 	if len(ids) == 0 {
 		return nil, errMissing("InstanceId")
-	}
-	for _, id := range ids {
-		if err := checkInstanceID(id); err != nil {
-			return nil, err
-		}
 	}
 	recs, err := h.instancesByID(ctx, ids)
 	if err != nil {

@@ -400,14 +400,9 @@ func matches(fs []ec2Filter, rec *registry.Instance, in *metadata.Instance) bool
 // may use EC2's * and ? wildcards. Pages (MaxResults, NextToken) follow the
 // order of instance ids.
 func (h *Handler) describeInstances(ctx context.Context, c *ec2Call) (ec2Response, error) {
-	ids, err := c.list("InstanceId")
+	ids, err := c.instanceIDs()
 	if err != nil {
 		return nil, err
-	}
-	for _, id := range ids {
-		if err := checkInstanceID(id); err != nil {
-			return nil, err
-		}
 	}
 	fs, err := c.filters()
 	if err != nil {
